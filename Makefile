@@ -1,0 +1,37 @@
+# `make test` is the one test command (README, .ci/run). It installs what it
+# needs, runs the unit tests on the host and the kernel tests on a real ipvlan
+# kernel: directly when this host has one, otherwise in a User-Mode Linux guest.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+APT_PKGS := user-mode-linux kmod iproute2 iputils-ping
+
+.PHONY: install deps test unit kernel lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# System packages the kernel tests need; installed only when missing.
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: install
+	$(VENV)/bin/ruff check ipvnet tests scripts
+
+unit: install
+	$(PY) -m pytest tests/unit -q
+
+kernel: install deps
+	$(PY) scripts/kernel_tests.py
+
+test: install deps lint unit kernel
+
+clean:
+	rm -rf $(VENV) build *.egg-info

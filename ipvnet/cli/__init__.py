@@ -1,0 +1,81 @@
+"""The command line: click commands only. Each parses, calls one service
+function and renders the result; errors become one line and an exit status."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ipvnet import __version__
+from ipvnet.cli.common import Ctx
+from ipvnet.errors import IpvnetError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--state-dir",
+    envvar="IPVNET_STATE_DIR",
+    default="/var/lib/ipvnet",
+    show_default=True,
+    metavar="DIR",
+    help="Where the store lives (env IPVNET_STATE_DIR).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and every kernel operation.")
+@click.version_option(__version__, "--version", prog_name="ipvnet")
+@click.pass_context
+def cli(ctx: click.Context, state_dir: str, debug: bool) -> None:
+    """Put named network namespaces on ipvlan and macvlan networks, like
+    `docker network` does for containers, with no daemon.
+
+    \b
+    Examples:
+      ipvnet network create -d ipvlan --subnet 192.168.20.0/24 -o parent=eth0.20 vlan20
+      ipvnet attach ns1 vlan20
+      ipvnet run-ns --net vlan20 --rm -- ping -c1 ns1
+    """
+    ctx.obj = Ctx(state_dir=state_dir, debug=debug)
+
+
+from ipvnet.cli import namespaces, network, system  # noqa: E402
+
+cli.add_command(network.network)
+for _cmd in (namespaces.attach, namespaces.detach, namespaces.run_ns, namespaces.exec_, system.doctor):
+    cli.add_command(_cmd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turns every failure into one line and an exit status."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        rv = cli.main(args=argv, prog_name="ipvnet", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except IpvnetError as e:
+        if debug:
+            raise
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        # `ipvnet network ls | head`: not an error worth a message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback
+        if debug:
+            raise
+        click.echo(f"Error: unexpected {type(e).__name__}: {e} (rerun with --debug for a traceback)", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,161 @@
+"""`ipvnet network ...`: create, rm, ls, inspect, prune."""
+
+from __future__ import annotations
+
+import click
+
+from ipvnet.cli.common import Ctx, dry_run_option, pass_ctx, report
+from ipvnet.cli.render import echo_json, inspect_dict, ls_row, table
+from ipvnet.errors import IpvnetError
+
+
+@click.group()
+def network() -> None:
+    """Manage networks (like `docker network`)."""
+
+
+@network.command("create")
+@click.option("-d", "--driver", default="ipvlan", show_default=True, type=click.Choice(["ipvlan", "macvlan"]),
+              help="Link type for attached namespaces.")
+@click.option("--subnet", multiple=True, metavar="CIDR", help="Subnet, repeatable; IPv4 and IPv6 may be mixed.")
+@click.option("--gateway", multiple=True, metavar="IP", help="Gateway for the --subnet in the same position.")
+@click.option("--ip-range", multiple=True, metavar="CIDR", help="Allocate automatic addresses from this range only.")
+@click.option("--aux-address", multiple=True, metavar="NAME=IP", help="Reserve an address so it is never handed out.")
+@click.option("--internal", is_flag=True, help="No default route in attached namespaces.")
+@click.option("--ipv6", is_flag=True, help="Enable IPv6; without an IPv6 --subnet a ULA /64 is picked.")
+@click.option("-o", "--opt", "options", multiple=True, metavar="KEY=VALUE",
+              help="parent=IF[.VID], ipvlan_mode=l2|l3|l3s, ipvlan_flag=bridge|private|vepa, "
+                   "macvlan_mode=bridge|vepa|private|passthru, mtu=N.")
+@click.option("--label", multiple=True, metavar="K=V", help="Metadata, shown by inspect.")
+@dry_run_option
+@click.argument("name")
+@pass_ctx
+def create(ctx: Ctx, name: str, driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...],
+           ip_range: tuple[str, ...], aux_address: tuple[str, ...], internal: bool, ipv6: bool,
+           options: tuple[str, ...], label: tuple[str, ...], dry_run: bool) -> None:
+    """Create network NAME and, when needed, its parent link.
+
+    `-o parent=eth0.20` creates the 802.1q link eth0.20 (vlan 20 on eth0) unless it
+    exists; it is removed with the last network that uses it. Without a parent a
+    dummy link (di-<id>, dm-<id> for macvlan) is made and the network is internal.
+
+    \b
+    Examples:
+      # VLAN trunk: one network per vlan on eth0
+      ipvnet network create --subnet 192.168.20.0/24 -o parent=eth0.20 vlan20
+      ipvnet network create --subnet 192.168.30.0/24 -o parent=eth0.30 vlan30
+      # isolated network on a dummy parent
+      ipvnet network create --subnet 10.10.0.0/24 isolated
+      # L3 mode, two subnets routed to each other
+      ipvnet network create --subnet 10.1.1.0/24 --subnet 10.1.2.0/24 \\
+          -o parent=eth0 -o ipvlan_mode=l3 l3net
+      # dual stack
+      ipvnet network create --subnet 192.168.50.0/24 --subnet 2001:db8:50::/64 \\
+          -o parent=eth0.50 dual
+    """
+    with ctx.service(dry_run) as svc:
+        res = svc.create_network(name, driver, subnet, gateway, ip_range, aux_address, internal, ipv6,
+                                 options, label)
+    report(res, dry_run)
+    if not dry_run and res.network is not None:
+        click.echo(res.network.id)
+
+
+@network.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Detach attached namespaces first.")
+@dry_run_option
+@click.argument("names", nargs=-1, required=True)
+@pass_ctx
+def rm(ctx: Ctx, names: tuple[str, ...], force: bool, dry_run: bool) -> None:
+    """Remove networks, and the parent links ipvnet created for them.
+
+    Refuses while namespaces are attached (naming them) unless --force.
+
+    \b
+    Examples:
+      ipvnet network rm vlan20
+      ipvnet network rm --force vlan20 vlan30
+    """
+    with ctx.service(dry_run) as svc:
+        res = svc.remove_networks(names, force)
+    report(res, dry_run)
+    for e in res.errors:
+        click.echo(f"Error: {e}", err=True)
+    if res.errors:
+        raise SystemExit(1)
+
+
+@network.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Print names only.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_ctx
+def ls(ctx: Ctx, quiet: bool, fmt: str) -> None:
+    """List networks.
+
+    \b
+    Examples:
+      ipvnet network ls
+      ipvnet network ls --format json | jq -r '.[].NAME'
+    """
+    from ipvnet.service import Service
+
+    state = Service(ctx.state_dir).read()
+    nets = sorted(state.networks.values(), key=lambda n: n.name)
+    if quiet:
+        for n in nets:
+            click.echo(n.name)
+        return
+    rows = [ls_row(n) for n in nets]
+    if fmt == "json":
+        echo_json(rows)
+        return
+    cols = ["NETWORK ID", "NAME", "DRIVER", "MODE", "PARENT", "SUBNETS"]
+    table(cols, [[r[c] for c in cols] for r in rows])
+
+
+@network.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@pass_ctx
+def inspect(ctx: Ctx, names: tuple[str, ...]) -> None:
+    """Print networks as a JSON array in `docker network inspect`'s shape.
+
+    \b
+    Examples:
+      ipvnet network inspect vlan20
+      ipvnet network inspect vlan20 | jq -r '.[0].Containers[].IPv4Address'
+    """
+    from ipvnet.service import Service
+
+    svc = Service(ctx.state_dir)
+    state = svc.read()
+    out, missing = [], []
+    for name in names:
+        try:
+            out.append(inspect_dict(svc.get(state, name)))
+        except IpvnetError as e:
+            missing.append(e)
+    if missing and len(missing) == len(names):
+        raise missing[0]
+    echo_json(out)
+    for e in missing:
+        click.echo(f"Error: {e}", err=True)
+    if missing:
+        raise SystemExit(missing[0].exit_code)
+
+
+@network.command("prune")
+@click.option("-f", "--force", is_flag=True, help="Accepted for Docker compatibility; prune never asks.")
+@pass_ctx
+def prune(ctx: Ctx, force: bool) -> None:
+    """Remove every network with no namespace attached.
+
+    \b
+    Examples:
+      ipvnet network prune
+    """
+    with ctx.service() as svc:
+        res = svc.prune()
+    if res.removed:
+        click.echo("Deleted Networks:")
+        for n in res.removed:
+            click.echo(n)

@@ -1,0 +1,344 @@
+"""The data model: networks, their subnets and the namespaces attached to them.
+
+Pure: no I/O. Everything that reaches a path, a TOML key, a hosts file or
+netlink is validated here first, so the shell never sees a hostile name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Union
+
+from ipvnet.errors import InvalidArgument
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+DRIVERS = ("ipvlan", "macvlan")
+IPVLAN_MODES = ("l2", "l3", "l3s")
+IPVLAN_FLAGS = ("bridge", "private", "vepa")
+MACVLAN_MODES = ("bridge", "vepa", "private", "passthru")
+IFNAMSIZ = 15  # bytes, without the terminating NUL
+
+# Names become file names under /etc/netns and /run/netns, TOML keys and
+# hosts-file entries: keep them to what a hostname may hold, plus '_' and '.'.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+_LABEL_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]*")
+MAX_NAME = 64
+
+
+def validate_name(value: str, what: str = "name", max_len: int = MAX_NAME) -> str:
+    """Network, namespace and alias names: letters, digits, '_', '.', '-'."""
+    if not value or len(value) > max_len or not _NAME_RE.fullmatch(value) or value.endswith("."):
+        raise InvalidArgument(
+            f"invalid {what} {value!r}",
+            f"use 1-{max_len} letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )
+    if ".." in value:
+        raise InvalidArgument(f"invalid {what} {value!r}", "'..' is not allowed in names")
+    return value
+
+
+def validate_ifname(value: str, what: str = "interface name") -> str:
+    """Kernel link names: at most 15 bytes, no '/', ':', whitespace or NUL."""
+    if not value or len(value.encode()) > IFNAMSIZ or not _IFNAME_RE.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid {what} {value!r}",
+            f"link names are 1-{IFNAMSIZ} bytes of letters, digits, '_', '.', '-' or '@'",
+        )
+    return value
+
+
+def parse_network(text: str, what: str = "subnet") -> IPNetwork:
+    """A CIDR whose host bits are zero (Docker refuses 10.0.0.1/24 too)."""
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid {what} {text!r}", "expected CIDR notation such as 192.168.20.0/24") from None
+    if "/" not in text:
+        raise InvalidArgument(f"invalid {what} {text!r}", "add a prefix length, such as /24")
+    if net.network_address != ipaddress.ip_interface(text.strip()).ip:
+        raise InvalidArgument(
+            f"invalid {what} {text!r}: host bits are set", f"did you mean {net}?"
+        )
+    return net
+
+
+def parse_address(text: str, what: str = "address") -> IPAddress:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise InvalidArgument(f"invalid {what} {text!r}", "expected an IPv4 or IPv6 address") from None
+
+
+def parse_key_values(items: tuple[str, ...] | list[str], what: str) -> dict[str, str]:
+    """KEY=VALUE pairs from repeated options; a key given twice is an error."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidArgument(f"invalid {what} {item!r}", "expected KEY=VALUE")
+        if key in out:
+            raise InvalidArgument(f"{what} {key!r} given twice")
+        if "\n" in value or "\x00" in value or "\n" in key or "\x00" in key:
+            raise InvalidArgument(f"invalid {what} {item!r}", "no newlines or NUL bytes")
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class ParentSpec:
+    """What `-o parent=` asks for: an existing link, or IF.VID to create."""
+
+    name: str
+    base: str | None = None  # set when name is IF.VID
+    vlan_id: int | None = None
+
+
+def parse_parent(value: str) -> ParentSpec:
+    validate_ifname(value, "parent interface")
+    if value == "lo":
+        raise InvalidArgument("'lo' cannot be a parent", "name a real interface such as eth0 or eth0.20")
+    base, dot, vid = value.rpartition(".")
+    if dot and base and vid.isdigit():
+        vlan_id = int(vid)
+        if not 1 <= vlan_id <= 4094:
+            raise InvalidArgument(f"invalid vlan id {vid} in parent {value!r}", "vlan ids are 1-4094")
+        if base == "lo":
+            raise InvalidArgument("'lo' cannot be a vlan base", "name a real interface")
+        return ParentSpec(value, base, vlan_id)
+    return ParentSpec(value)
+
+
+OPTION_KEYS = {
+    "ipvlan": ("parent", "ipvlan_mode", "ipvlan_flag", "mtu"),
+    "macvlan": ("parent", "macvlan_mode", "mtu"),
+}
+
+
+def normalize_options(driver: str, raw: dict[str, str]) -> dict[str, str]:
+    """Validate `-o` options and fill in the defaults Docker applies."""
+    if driver not in DRIVERS:
+        raise InvalidArgument(f"unknown driver {driver!r}", f"use one of: {', '.join(DRIVERS)}")
+    allowed = OPTION_KEYS[driver]
+    opts = dict(raw)
+    for key in opts:
+        if key not in allowed:
+            raise InvalidArgument(
+                f"unknown option {key!r} for driver {driver}", f"valid options: {', '.join(allowed)}"
+            )
+    if "parent" in opts:
+        parse_parent(opts["parent"])
+    if driver == "ipvlan":
+        opts.setdefault("ipvlan_mode", "l2")
+        opts.setdefault("ipvlan_flag", "bridge")
+        _choice(opts, "ipvlan_mode", IPVLAN_MODES)
+        _choice(opts, "ipvlan_flag", IPVLAN_FLAGS)
+    else:
+        opts.setdefault("macvlan_mode", "bridge")
+        _choice(opts, "macvlan_mode", MACVLAN_MODES)
+    if "mtu" in opts:
+        mtu = opts["mtu"]
+        if not mtu.isdigit() or not 68 <= int(mtu) <= 65535:
+            raise InvalidArgument(f"invalid mtu {mtu!r}", "use a number from 68 to 65535")
+        opts["mtu"] = str(int(mtu))
+    return opts
+
+
+def _choice(opts: dict[str, str], key: str, choices: tuple[str, ...]) -> None:
+    value = opts[key] = opts[key].lower()
+    if value not in choices:
+        raise InvalidArgument(f"invalid {key} {value!r}", f"use one of: {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class SubnetConfig:
+    subnet: IPNetwork
+    gateway: IPAddress | None = None
+    ip_range: IPNetwork | None = None
+    aux: tuple[tuple[str, IPAddress], ...] = ()
+
+    @property
+    def version(self) -> int:
+        return self.subnet.version
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"subnet": str(self.subnet)}
+        if self.gateway is not None:
+            d["gateway"] = str(self.gateway)
+        if self.ip_range is not None:
+            d["ip_range"] = str(self.ip_range)
+        if self.aux:
+            d["aux"] = {k: str(v) for k, v in self.aux}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SubnetConfig:
+        gw = d.get("gateway")
+        rng = d.get("ip_range")
+        return cls(
+            subnet=ipaddress.ip_network(d["subnet"]),
+            gateway=ipaddress.ip_address(gw) if gw else None,
+            ip_range=ipaddress.ip_network(rng) if rng else None,
+            aux=tuple((k, ipaddress.ip_address(v)) for k, v in d.get("aux", {}).items()),
+        )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A namespace attached to a network: one link in NS, up to one address per family."""
+
+    ns: str
+    ifname: str
+    endpoint_id: str
+    seq: int  # global attach order; ties in gw-priority go to the lower
+    ipv4: ipaddress.IPv4Interface | None = None
+    ipv6: ipaddress.IPv6Interface | None = None
+    mac: str = ""
+    aliases: tuple[str, ...] = ()
+    gw_priority: int = 0
+    created_ns: bool = False  # ipvnet made the namespace (attach --create, run-ns)
+
+    def addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        return [a for a in (self.ipv4, self.ipv6) if a is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "ifname": self.ifname,
+            "endpoint_id": self.endpoint_id,
+            "seq": self.seq,
+            "gw_priority": self.gw_priority,
+        }
+        if self.ipv4 is not None:
+            d["ipv4"] = str(self.ipv4)
+        if self.ipv6 is not None:
+            d["ipv6"] = str(self.ipv6)
+        if self.mac:
+            d["mac"] = self.mac
+        if self.aliases:
+            d["aliases"] = list(self.aliases)
+        if self.created_ns:
+            d["created_ns"] = True
+        return d
+
+    @classmethod
+    def from_dict(cls, ns: str, d: dict[str, Any]) -> Endpoint:
+        v4 = d.get("ipv4")
+        v6 = d.get("ipv6")
+        return cls(
+            ns=ns,
+            ifname=d.get("ifname", "eth0"),
+            endpoint_id=d.get("endpoint_id", ""),
+            seq=int(d.get("seq", 0)),
+            ipv4=ipaddress.IPv4Interface(v4) if v4 else None,
+            ipv6=ipaddress.IPv6Interface(v6) if v6 else None,
+            mac=d.get("mac", ""),
+            aliases=tuple(d.get("aliases", ())),
+            gw_priority=int(d.get("gw_priority", 0)),
+            created_ns=bool(d.get("created_ns", False)),
+        )
+
+
+# How ipvnet came to own a parent link: "existing" links are never deleted.
+PARENT_EXISTING = "existing"
+PARENT_VLAN = "vlan"
+PARENT_DUMMY = "dummy"
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    id: str
+    created: str
+    driver: str
+    parent: str
+    parent_kind: str  # PARENT_EXISTING, PARENT_VLAN (we made IF.VID) or PARENT_DUMMY
+    subnets: tuple[SubnetConfig, ...]
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+    enable_ipv6: bool = False
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+
+    @property
+    def mode(self) -> str:
+        """ipvlan_mode, or macvlan_mode for macvlan networks."""
+        return self.options.get("ipvlan_mode") or self.options.get("macvlan_mode", "")
+
+    @property
+    def is_l3(self) -> bool:
+        return self.driver == "ipvlan" and self.mode in ("l3", "l3s")
+
+    @property
+    def mtu(self) -> int | None:
+        m = self.options.get("mtu")
+        return int(m) if m else None
+
+    def subnets_of(self, version: int) -> list[SubnetConfig]:
+        return [s for s in self.subnets if s.version == version]
+
+    def subnet_for(self, addr: IPAddress) -> SubnetConfig | None:
+        for s in self.subnets:
+            if s.version == addr.version and addr in s.subnet:
+                return s
+        return None
+
+    def with_endpoint(self, ep: Endpoint) -> Network:
+        eps = dict(self.endpoints)
+        eps[ep.ns] = ep
+        return replace(self, endpoints=eps)
+
+    def without_endpoint(self, ns: str) -> Network:
+        eps = dict(self.endpoints)
+        eps.pop(ns, None)
+        return replace(self, endpoints=eps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created": self.created,
+            "driver": self.driver,
+            "parent": self.parent,
+            "parent_kind": self.parent_kind,
+            "internal": self.internal,
+            "enable_ipv6": self.enable_ipv6,
+            "options": dict(self.options),
+            "labels": dict(self.labels),
+            "subnets": [s.to_dict() for s in self.subnets],
+            "endpoints": {ns: ep.to_dict() for ns, ep in self.endpoints.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> Network:
+        # Every key but the few that identify a network has a default, so a
+        # store written by an older ipvnet loads instead of breaking.
+        driver = d.get("driver", "ipvlan")
+        options = dict(d.get("options", {}))
+        if driver == "ipvlan":
+            options.setdefault("ipvlan_mode", "l2")
+            options.setdefault("ipvlan_flag", "bridge")
+        else:
+            options.setdefault("macvlan_mode", "bridge")
+        return cls(
+            name=name,
+            id=d["id"],
+            created=d.get("created", ""),
+            driver=driver,
+            parent=d.get("parent", options.get("parent", "")),
+            parent_kind=d.get("parent_kind", PARENT_EXISTING),
+            subnets=tuple(SubnetConfig.from_dict(s) for s in d.get("subnets", [])),
+            options=options,
+            labels=dict(d.get("labels", {})),
+            internal=bool(d.get("internal", False)),
+            enable_ipv6=bool(d.get("enable_ipv6", False)),
+            endpoints={ns: Endpoint.from_dict(ns, e) for ns, e in d.get("endpoints", {}).items()},
+        )
+
+
+def dummy_parent_name(driver: str, net_id: str) -> str:
+    """`di-<12 hex>` for ipvlan, `dm-<12 hex>` for macvlan: exactly 15 bytes."""
+    return ("di-" if driver == "ipvlan" else "dm-") + net_id[:12]

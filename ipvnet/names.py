@@ -1,0 +1,211 @@
+"""Name resolution between peers: /etc/netns/NS/hosts and resolv.conf.
+
+`ip netns exec` (and so `ipvnet exec` and `run-ns`) bind-mounts each file in
+/etc/netns/NS over its twin in /etc. The design keeps an attach O(1) in files
+written, however large the network:
+
+* each network has one hosts file, `<state-dir>/hosts/<NET>`, holding every
+  member; an attach appends its lines in place (same inode, so namespaces
+  already running see the new peer at once);
+* a namespace on one network gets `/etc/netns/NS/hosts` as a symlink to that
+  file (the bind mount follows it), so no member's own file is rewritten;
+* a namespace on several networks gets a combined regular file, rewritten
+  only when one of its networks changes — a cost paid per multi-homed
+  member, not per network member.
+
+A detach rewrites its network's file once (in place). Files in /etc/netns
+are replaced by rename, never written through, so a symlink planted there is
+replaced, not followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+
+from ipvnet.model import Endpoint, Network
+
+MARKER = "# managed by ipvnet"
+HEADER = f"{MARKER}: peers resolve each other by namespace name and alias\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def etc_netns_dir() -> str:
+    return os.environ.get("IPVNET_ETC_NETNS", "/etc/netns")
+
+
+def endpoint_lines(ep: Endpoint) -> str:
+    names = " ".join((ep.ns, *ep.aliases))
+    return "".join(f"{a.ip}\t{names}\n" for a in ep.addresses())
+
+
+def network_hosts_text(net: Network) -> str:
+    eps = sorted(net.endpoints.values(), key=lambda e: e.seq)
+    return HEADER + "".join(endpoint_lines(e) for e in eps)
+
+
+def combined_hosts_text(nets: list[Network]) -> str:
+    lines = [HEADER]
+    for net in nets:
+        lines.append(f"# network {net.name}\n")
+        lines.extend(endpoint_lines(e) for e in sorted(net.endpoints.values(), key=lambda e: e.seq))
+    return "".join(lines)
+
+
+def resolv_conf_text(host_text: str) -> str:
+    """The host's resolv.conf without loopback name servers (they would
+    point into the namespace itself, where no resolver listens)."""
+    out = [f"{MARKER}: the host's resolv.conf without loopback name servers\n"]
+    for line in host_text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            if parts[1].startswith("127.") or parts[1] in ("::1", "0.0.0.0", "::"):
+                continue
+        out.append(line + "\n")
+    return "".join(out)
+
+
+def host_nameservers(text: str) -> list[str]:
+    return [p[1] for p in (line.split() for line in text.splitlines()) if len(p) >= 2 and p[0] == "nameserver"]
+
+
+def read_host_resolv() -> str:
+    try:
+        with open("/etc/resolv.conf", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+class Names:
+    def __init__(self, state_dir: str) -> None:
+        self.hosts_dir = os.path.join(state_dir, "hosts")
+        self.etc = etc_netns_dir()
+
+    def network_file(self, net: str) -> str:
+        return os.path.join(self.hosts_dir, net)
+
+    def ns_dir(self, ns: str) -> str:
+        return os.path.join(self.etc, ns)
+
+    # -- writing primitives ---------------------------------------------
+
+    def _write_in_place(self, path: str, text: str, append: bool = False) -> None:
+        """Rewrite (or append to) a network file keeping its inode, never via a symlink."""
+        os.makedirs(self.hosts_dir, mode=0o755, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_APPEND if append else 0)
+        fd = os.open(path, flags, 0o644)
+        try:
+            if not append:
+                os.ftruncate(fd, 0)
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    def _ensure_ns_dir(self, ns: str) -> str:
+        os.makedirs(self.etc, mode=0o755, exist_ok=True)
+        d = self.ns_dir(ns)
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(d).st_mode):
+                raise OSError(f"{d} exists and is not a directory; refusing to use it") from None
+        return d
+
+    def _replace(self, path: str, text: str | None = None, link_to: str | None = None) -> None:
+        """Put a file or symlink at PATH by rename, so a planted symlink is replaced, not followed."""
+        tmp = f"{path}.ipvnet-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if link_to is not None:
+            os.symlink(link_to, tmp)
+        else:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, (text or "").encode())
+            finally:
+                os.close(fd)
+        os.rename(tmp, path)
+
+    def _ours(self, path: str) -> bool:
+        """Only files ipvnet wrote (marker) or symlinks into our hosts dir may be replaced."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return True
+        if stat.S_ISLNK(st.st_mode):
+            return True  # never followed; replacing a link is always safe
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        with os.fdopen(fd, "rb") as f:
+            return f.read(len(MARKER)) == MARKER.encode()
+
+    # -- the operations the service calls --------------------------------
+
+    def on_attach(
+        self, net: Network, ep: Endpoint, networks_of_ns: list[Network], multi_homed: list[tuple[str, list[Network]]]
+    ) -> None:
+        """NET now includes EP. `networks_of_ns`: every network EP.ns is on.
+        `multi_homed`: each other member of NET on several networks, with those networks."""
+        path = self.network_file(net.name)
+        if os.path.exists(path) and len(net.endpoints) > 1:
+            self._write_in_place(path, endpoint_lines(ep), append=True)
+        else:
+            self._write_in_place(path, network_hosts_text(net))
+        self._point_ns(ep.ns, networks_of_ns, first=True)
+        for other_ns, nets in multi_homed:
+            self._point_ns(other_ns, nets)
+
+    def on_detach(
+        self, net: Network, ns: str, networks_of_ns: list[Network], multi_homed: list[tuple[str, list[Network]]]
+    ) -> None:
+        """NET no longer includes NS; `networks_of_ns` is what NS is still on."""
+        path = self.network_file(net.name)
+        if net.endpoints:
+            self._write_in_place(path, network_hosts_text(net))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if networks_of_ns:
+            self._point_ns(ns, networks_of_ns)
+        else:
+            self.remove_ns(ns)
+        for other_ns, nets in multi_homed:
+            self._point_ns(other_ns, nets)
+
+    def sync_network(self, net: Network) -> None:
+        if net.endpoints:
+            self._write_in_place(self.network_file(net.name), network_hosts_text(net))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.network_file(net.name))
+
+    def _point_ns(self, ns: str, nets: list[Network], first: bool = False) -> None:
+        d = self._ensure_ns_dir(ns)
+        hosts = os.path.join(d, "hosts")
+        if self._ours(hosts):
+            if len(nets) == 1:
+                self._replace(hosts, link_to=self.network_file(nets[0].name))
+            else:
+                self._replace(hosts, text=combined_hosts_text(sorted(nets, key=lambda n: n.name)))
+        resolv = os.path.join(d, "resolv.conf")
+        if first and self._ours(resolv):
+            self._replace(resolv, text=resolv_conf_text(read_host_resolv()))
+
+    def remove_ns(self, ns: str) -> None:
+        d = self.ns_dir(ns)
+        for name in ("hosts", "resolv.conf"):
+            p = os.path.join(d, name)
+            if os.path.lexists(p) and self._ours(p):
+                os.unlink(p)
+        with contextlib.suppress(OSError):
+            os.rmdir(d)  # only if empty: the user's own files stay
+
+    def remove_network(self, net: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.network_file(net))
+

@@ -1,0 +1,502 @@
+"""The service layer: one function per command, each a whole transaction.
+
+Order of effects (crash-safety contract, see README "Reliability"):
+lock -> load store -> validate and plan (pure) -> apply to the kernel (undo
+on failure) -> hosts files -> write store atomically -> unlock. A failure
+before the store write undoes the kernel changes, so kernel and store stay
+as they were; `check` reports what a crash (SIGKILL) in between left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ipvnet import ipam, names, netns
+from ipvnet.errors import Conflict, InvalidArgument, IpvnetError, KernelError, NotFound, PermissionDenied
+from ipvnet.model import (
+    PARENT_DUMMY,
+    PARENT_EXISTING,
+    PARENT_VLAN,
+    Endpoint,
+    Network,
+    dummy_parent_name,
+    normalize_options,
+    parse_key_values,
+    parse_parent,
+    validate_ifname,
+    validate_name,
+)
+from ipvnet.plan import (
+    Op,
+    plan_attach,
+    plan_create_parent,
+    plan_detach,
+    plan_remove_parent,
+)
+from ipvnet.store import State, Store
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise PermissionDenied(f"{what} changes the kernel and needs root", "run it with sudo")
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def host_seed() -> str:
+    for p in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(p) as f:
+                v = f.read().strip()
+                if v:
+                    return v
+        except OSError:
+            continue
+    return os.uname().nodename
+
+
+@dataclass
+class Result:
+    """What a mutating command did (or would do, with dry_run)."""
+
+    ops: list[Op] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    network: Network | None = None
+    endpoint: Endpoint | None = None
+    errors: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+class Service:
+    def __init__(
+        self,
+        state_dir: str | None = None,
+        dry_run: bool = False,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = Store(state_dir)
+        self.names = names.Names(self.store.dir)
+        self.dry_run = dry_run
+        self.trace = trace
+        self._engine: Any = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from ipvnet.engine import Engine
+
+            self._engine = Engine(trace=self.trace)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------
+
+    def read(self) -> State:
+        with self.store.locked(exclusive=False):
+            return self.store.load()
+
+    def get(self, state: State, name: str) -> Network:
+        net = state.networks.get(name)
+        if net is None:
+            # Docker accepts an id prefix wherever a name goes.
+            matches = [n for n in state.networks.values() if len(name) >= 3 and n.id.startswith(name)]
+            if len(matches) == 1:
+                return matches[0]
+            raise NotFound(f"network {name!r} not found", "list networks with `ipvnet network ls`")
+        return net
+
+    @contextlib.contextmanager
+    def transaction(self, what: str) -> Iterator[State]:
+        if not self.dry_run:
+            require_root(what)
+        with self.store.locked(exclusive=True):
+            yield self.store.load()
+
+    def _commit(self, state: State, ops: list[Op], after_kernel: Callable[[], None] | None = None) -> None:
+        """Apply ops, then hosts files, then the store; undo the kernel on any failure."""
+        if not state.boot_id:
+            state.boot_id = boot_id()
+        self.engine.run(ops)
+        try:
+            if after_kernel is not None:
+                after_kernel()
+            self.store.save(state)
+        except BaseException:
+            self.engine.rollback(ops)
+            raise
+
+    # -- networks ----------------------------------------------------------
+
+    def create_network(
+        self,
+        name: str,
+        driver: str = "ipvlan",
+        subnets: tuple[str, ...] = (),
+        gateways: tuple[str, ...] = (),
+        ip_ranges: tuple[str, ...] = (),
+        aux_addresses: tuple[str, ...] = (),
+        internal: bool = False,
+        ipv6: bool = False,
+        options: tuple[str, ...] = (),
+        labels: tuple[str, ...] = (),
+    ) -> Result:
+        validate_name(name, "network name")
+        opts = normalize_options(driver, parse_key_values(options, "option"))
+        label_map = parse_key_values(labels, "label")
+        with self.transaction("network create") as state:
+            if name in state.networks:
+                raise Conflict(f"network {name!r} already exists", "choose another name or remove it first")
+            net_id = secrets.token_hex(32)
+            others = list(state.networks.values())
+            res = Result()
+            parent_exists = False
+            if "parent" in opts:
+                spec = parse_parent(opts["parent"])
+                parent = spec.name
+                info = self.engine.link(parent)
+                parent_exists = info is not None
+                if info is None:
+                    if spec.base is None:
+                        raise NotFound(f"parent interface {parent!r} does not exist", "check the name with `ip link`")
+                    if self.engine.link(spec.base) is None:
+                        raise NotFound(
+                            f"base interface {spec.base!r} for vlan parent {parent!r} does not exist",
+                            "check the name with `ip link`",
+                        )
+                    kind = PARENT_VLAN
+                elif any(o.parent == parent and o.parent_kind == PARENT_VLAN for o in others):
+                    kind = PARENT_VLAN  # made by ipvnet for another network: shared ownership
+                else:
+                    kind = PARENT_EXISTING
+            else:
+                parent = dummy_parent_name(driver, net_id)
+                kind = PARENT_DUMMY
+                internal = True  # a dummy parent reaches nothing: Docker marks such networks internal
+            check_parent_sharing(driver, opts, parent, others)
+            l3 = driver == "ipvlan" and opts["ipvlan_mode"] in ("l3", "l3s")
+            req = ipam.SubnetRequest(subnets, gateways, ip_ranges, aux_addresses, ipv6)
+            host_routes: list[Any] = []
+            if not any(":" not in s for s in subnets):  # a default v4 pool will be picked
+                host_routes = [ipaddress.ip_network(r, strict=False) for r in self.engine.host_routes()]
+            nameservers = []
+            for ns_ip in names.host_nameservers(names.read_host_resolv()):
+                try:
+                    nameservers.append(ipaddress.ip_address(ns_ip.split("%")[0]))
+                except ValueError:
+                    continue
+            sp = ipam.plan_subnets(
+                req,
+                l3=l3,
+                other_subnets=[s.subnet for o in others for s in o.subnets],
+                host_routes=host_routes,
+                host_nameservers=nameservers,
+                ula48=ipam.ula_prefix(host_seed()),
+            )
+            res.warnings.extend(sp.warnings)
+            net = Network(
+                name=name,
+                id=net_id,
+                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                driver=driver,
+                parent=parent,
+                parent_kind=kind,
+                subnets=tuple(sp.subnets),
+                options=opts,
+                labels=label_map,
+                internal=internal,
+                enable_ipv6=sp.enable_ipv6,
+            )
+            res.network = net
+            res.ops = plan_create_parent(net, parent_exists)
+            if self.dry_run:
+                return res
+            state.networks[name] = net
+            self._commit(state, res.ops)
+            return res
+
+    def remove_networks(self, names_: tuple[str, ...], force: bool = False) -> Result:
+        """Remove each network; keeps going past a failure and reports them all."""
+        res = Result()
+        for name in names_:
+            try:
+                r = self._remove_network(name, force)
+                res.ops.extend(r.ops)
+                res.warnings.extend(r.warnings)
+            except IpvnetError as e:
+                if len(names_) == 1:
+                    raise
+                res.errors.append(str(e))
+        return res
+
+    def _remove_network(self, name: str, force: bool) -> Result:
+        with self.transaction("network rm") as state:
+            net = self.get(state, name)
+            res = Result(network=net)
+            if net.endpoints and not force:
+                raise Conflict(
+                    f"network {net.name} has attached namespaces: {', '.join(sorted(net.endpoints))}",
+                    "detach them first, or use --force",
+                )
+            detach_ops: list[Op] = []
+            for ns in sorted(net.endpoints, key=lambda n: net.endpoints[n].seq):
+                ops, state = self._plan_detach(state, state.networks[net.name], ns)
+                detach_ops.extend(ops)
+            others = [o for o in state.networks.values() if o.name != net.name]
+            exists = self.engine.link(net.parent) is not None
+            res.ops = detach_ops + plan_remove_parent(net, others, exists)
+            if self.dry_run:
+                return res
+            del state.networks[net.name]
+
+            def names_after() -> None:
+                self.names.remove_network(net.name)
+                for ns, ep in net.endpoints.items():
+                    nets = networks_of(state, ns)
+                    if nets:
+                        self.names._point_ns(ns, nets)
+                    else:
+                        self.names.remove_ns(ns)
+
+            self._commit(state, res.ops, names_after)
+            return res
+
+    def prune(self) -> Result:
+        res = Result()
+        state = self.read()
+        for net in sorted(state.networks.values(), key=lambda n: n.name):
+            if net.endpoints:
+                continue
+            try:
+                r = self._remove_network(net.name, force=False)
+            except (NotFound, Conflict):
+                continue  # changed under us: not unused any more
+            res.ops.extend(r.ops)
+            if r.network is not None:
+                res.removed.append(r.network.name)
+        return res
+
+    # -- attachments -------------------------------------------------------
+
+    def attach(
+        self,
+        ns: str,
+        network: str,
+        ip: str | None = None,
+        ip6: str | None = None,
+        ifname: str | None = None,
+        aliases: tuple[str, ...] = (),
+        gw_priority: int = 0,
+        create: bool = False,
+        mac: str | None = None,
+        _created_ns: bool = False,
+    ) -> Result:
+        validate_name(ns, "namespace name")
+        if ifname is not None:
+            validate_ifname(ifname)
+        for a in aliases:
+            validate_name(a, "alias")
+        with self.transaction("attach") as state:
+            net = self.get(state, network)
+            if ns in net.endpoints:
+                raise Conflict(f"namespace {ns} is already attached to network {net.name}")
+            ns_exists = netns.exists(ns)
+            if not ns_exists and not create:
+                raise NotFound(
+                    f"network namespace {ns!r} does not exist", f"create it with `ip netns add {ns}` or pass --create"
+                )
+            if net.driver == "macvlan" and net.mode == "passthru" and net.endpoints:
+                raise Conflict(
+                    f"network {net.name} is macvlan passthru and already has a namespace attached",
+                    "passthru allows one link per parent",
+                )
+            if self.engine.link(net.parent) is None:
+                raise KernelError(
+                    f"parent link {net.parent} of network {net.name} is missing",
+                    "run `ipvnet restore` (after a reboot) or `ipvnet check --repair`",
+                )
+            existing = attachments_of(state, ns)
+            taken = {ep.ifname for _, ep in existing}
+            if ns_exists:
+                taken |= {li.name for li in self.engine.links(ns)}
+            if ifname is not None and ifname in taken:
+                raise Conflict(f"interface {ifname} already exists in namespace {ns}", "choose another --ifname")
+            from ipvnet.plan import next_ifname
+
+            v4, v6 = ipam.assign(net, ns, ip, ip6)
+            if mac is not None:
+                mac = validate_mac(mac)
+            ep = Endpoint(
+                ns=ns,
+                ifname=next_ifname(taken, ifname),
+                endpoint_id=secrets.token_hex(32),
+                seq=state.seq + 1,
+                ipv4=v4,
+                ipv6=v6,
+                mac=mac or (random_mac() if net.driver == "macvlan" else ""),
+                aliases=tuple(aliases),
+                gw_priority=gw_priority,
+                created_ns=_created_ns or (create and not ns_exists),
+            )
+            tmp = "ipv" + secrets.token_hex(4)
+            res = Result(network=net, endpoint=ep)
+            if net.is_l3 and any(s.gateway for s in net.subnets):
+                res.warnings.append("gateway ignored in l3 mode")
+            res.ops = plan_attach(net, ep, tmp, existing, create_ns=not ns_exists, ipv6_available=ipv6_available())
+            if self.dry_run:
+                return res
+            state.seq += 1
+            new_net = net.with_endpoint(ep)
+            state.networks[net.name] = new_net
+
+            def after() -> None:
+                if not ep.mac:
+                    li = self.engine.link(ep.ifname, ns)
+                    if li is not None:
+                        state.networks[net.name] = new_net.with_endpoint(replace(ep, mac=li.mac))
+                final = state.networks[net.name]
+                self.names.on_attach(
+                    final, final.endpoints[ns], networks_of(state, ns), multi_homed(state, final, exclude=ns)
+                )
+
+            try:
+                self._commit(state, res.ops, after)
+            except BaseException:
+                self.names.sync_network(net)
+                old_nets = [n for n in networks_of(state, ns) if n.name != net.name]
+                if old_nets:
+                    self.names._point_ns(ns, old_nets)
+                else:
+                    self.names.remove_ns(ns)
+                raise
+            res.endpoint = state.networks[net.name].endpoints[ns]
+            return res
+
+    def _plan_detach(self, state: State, net: Network, ns: str) -> tuple[list[Op], State]:
+        ep = net.endpoints[ns]
+        ns_exists = netns.exists(ns)
+        link_exists = ns_exists and self.engine.link(ep.ifname, ns) is not None
+        ops = plan_detach(net, ep, attachments_of(state, ns), ns_exists, link_exists)
+        state.networks[net.name] = net.without_endpoint(ns)
+        return ops, state
+
+    def detach(self, ns: str, network: str) -> Result:
+        validate_name(ns, "namespace name")
+        with self.transaction("detach") as state:
+            net = self.get(state, network)
+            if ns not in net.endpoints:
+                raise NotFound(f"namespace {ns} is not attached to network {net.name}")
+            res = Result(network=net, endpoint=net.endpoints[ns])
+            res.ops, state = self._plan_detach(state, net, ns)
+            if self.dry_run:
+                return res
+            after_net = state.networks[net.name]
+            self._commit(
+                state,
+                res.ops,
+                lambda: self.names.on_detach(
+                    after_net, ns, networks_of(state, ns), multi_homed(state, after_net, exclude=ns)
+                ),
+            )
+            return res
+
+    def delete_namespace(self, ns: str) -> None:
+        """For run-ns --rm: remove a namespace ipvnet made (detach first)."""
+        state = self.read()
+        for net in networks_of(state, ns):
+            try:
+                self.detach(ns, net.name)
+            except NotFound:
+                pass
+        self.engine.forget(ns)
+        netns.remove(ns)
+        self.names.remove_ns(ns)
+
+
+def attachments_of(state: State, ns: str) -> list[tuple[Network, Endpoint]]:
+    return sorted(
+        ((n, n.endpoints[ns]) for n in state.networks.values() if ns in n.endpoints), key=lambda p: p[1].seq
+    )
+
+
+def networks_of(state: State, ns: str) -> list[Network]:
+    return [n for n, _ in attachments_of(state, ns)]
+
+
+def multi_homed(state: State, net: Network, exclude: str) -> list[tuple[str, list[Network]]]:
+    """Members of NET (other than EXCLUDE) that are on other networks too."""
+    if len(state.networks) < 2:
+        return []
+    counts: dict[str, int] = {}
+    for n in state.networks.values():
+        for ns in n.endpoints:
+            counts[ns] = counts.get(ns, 0) + 1
+    return [(ns, networks_of(state, ns)) for ns in net.endpoints if ns != exclude and counts.get(ns, 0) > 1]
+
+
+def check_parent_sharing(driver: str, opts: dict[str, str], parent: str, others: list[Network]) -> None:
+    """The kernel keeps one ipvlan mode (and flag) per parent, and a parent
+    carries either ipvlan or macvlan links, never both."""
+    for o in others:
+        if o.parent != parent:
+            continue
+        if o.driver != driver:
+            raise Conflict(
+                f"parent {parent} already carries {o.driver} network {o.name}",
+                f"a parent takes either ipvlan or macvlan links; use another parent for {driver}",
+            )
+        if driver == "ipvlan":
+            for key in ("ipvlan_mode", "ipvlan_flag"):
+                if o.options.get(key) != opts[key]:
+                    raise Conflict(
+                        f"parent {parent} is used by network {o.name} with {key}={o.options.get(key)}, "
+                        f"which conflicts with {key}={opts[key]}",
+                        f"the kernel keeps one {key.split('_')[1]} per parent; use {key}={o.options.get(key)} "
+                        "or another parent",
+                    )
+        elif "passthru" in (opts["macvlan_mode"], o.options.get("macvlan_mode")):
+            raise Conflict(
+                f"parent {parent} is used by network {o.name}; macvlan passthru cannot share a parent",
+                "use another parent",
+            )
+
+
+def random_mac() -> str:
+    b = bytearray(secrets.token_bytes(6))
+    b[0] = (b[0] & 0xFE) | 0x02  # unicast, locally administered
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def validate_mac(mac: str) -> str:
+    parts = mac.lower().split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+        raise InvalidArgument(f"invalid MAC address {mac!r}", "expected six hex pairs like 02:42:ac:11:00:02")
+    if int(parts[0], 16) & 1:
+        raise InvalidArgument(f"MAC address {mac} is a multicast address", "the lowest bit of the first byte must be 0")
+    return ":".join(parts)
+
+
+def ipv6_available() -> bool:
+    return os.path.exists("/proc/sys/net/ipv6")
