@@ -189,12 +189,13 @@ class Engine:
                 self.apply(op)
                 done.append(op)
         except BaseException as e:
-            self.rollback(done)
-            if isinstance(e, IpvnetError):
-                raise
+            leftovers = self.rollback(done)
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
-            raise self._explain(op, e) from e
+            err = e if isinstance(e, IpvnetError) else self._explain(op, e)
+            if leftovers:
+                err.hint = (err.hint + "; " if err.hint else "") + "rollback incomplete: " + "; ".join(leftovers)
+            raise err from (None if err is e else e)
 
     def rollback(self, done: list[Op]) -> list[str]:
         """Undo newest-first, keep going past failures, return what failed."""

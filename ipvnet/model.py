@@ -9,12 +9,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 from ipvnet.errors import InvalidArgument
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DRIVERS = ("ipvlan", "macvlan")
 IPVLAN_MODES = ("l2", "l3", "l3s")

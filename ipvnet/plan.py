@@ -7,7 +7,6 @@ half-applied plan newest-first without knowing what the plan meant, and
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,7 +243,8 @@ def plan_attach(
             "link_set",
             ns,
             {"name": tmp_name, "new_name": ep.ifname},
-            undo=Op("link_set", ns, {"name": ep.ifname, "new_name": tmp_name}),
+            # Renaming back fails once the link is up (EBUSY): deleting it is the undo.
+            undo=_del(ns, ep.ifname),
             what=f"rename link to {ep.ifname}",
         )
     )
@@ -287,6 +287,3 @@ def next_ifname(taken: set[str], requested: str | None = None) -> str:
         i += 1
     return f"eth{i}"
 
-
-def iface(addr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-    return ipaddress.ip_interface(addr)

@@ -219,7 +219,7 @@ class Service:
             net = Network(
                 name=name,
                 id=net_id,
-                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 driver=driver,
                 parent=parent,
                 parent_kind=kind,
@@ -273,7 +273,7 @@ class Service:
 
             def names_after() -> None:
                 self.names.remove_network(net.name)
-                for ns, ep in net.endpoints.items():
+                for ns in net.endpoints:
                     nets = networks_of(state, ns)
                     if nets:
                         self.names._point_ns(ns, nets)

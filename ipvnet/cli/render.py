@@ -90,5 +90,5 @@ def table(columns: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     lines = []
     for r in [columns, *rows]:
-        lines.append("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        lines.append("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     click.echo("\n".join(lines))
