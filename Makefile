@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PKGS := user-mode-linux kmod iproute2 iputils-ping
 
-.PHONY: install deps test unit kernel lint clean
+.PHONY: install deps test unit kernel lint clean bench
 
 install: $(VENV)/.installed
 
@@ -35,3 +35,7 @@ test: install deps lint unit kernel
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Attach/detach timing on a real ipvlan kernel (UML guest when the host lacks one).
+bench: install deps
+	$(PY) scripts/kernel_tests.py --bench
