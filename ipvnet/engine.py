@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ipvnet import netns
+from ipvnet import fault, netns
 from ipvnet.errors import Conflict, IpvnetError, KernelError, NotFound
 from ipvnet.plan import IPVLAN_FLAG_NUM, IPVLAN_MODE_NUM, Op
 
@@ -98,7 +98,6 @@ class Engine:
     def __init__(self, trace: Callable[[str], None] | None = None) -> None:
         self._sockets: dict[str | None, Any] = {}
         self.trace = trace
-        self.fault: str | None = os.environ.get("IPVNET_FAULT") or None
 
     # -- sockets ---------------------------------------------------------
 
@@ -185,7 +184,7 @@ class Engine:
         done: list[Op] = []
         try:
             for op in ops:
-                self._fault_point(op)
+                fault.point(op.action, op.describe())
                 self.apply(op)
                 done.append(op)
         except BaseException as e:
@@ -210,19 +209,6 @@ class Engine:
                     continue
                 failures.append(f"{op.undo.describe()}: {e}")
         return failures
-
-    def _fault_point(self, op: Op) -> None:
-        """Test hook: IPVNET_FAULT=<action>[:N] raises before the Nth such op."""
-        if not self.fault:
-            return
-        action, _, count = self.fault.partition(":")
-        if action != op.action:
-            return
-        n = int(count or 1) - 1
-        if n <= 0:
-            self.fault = None
-            raise KernelError(f"injected fault before {op.describe()}")
-        self.fault = f"{action}:{n}"
 
     def _explain(self, op: Op, e: BaseException) -> IpvnetError:
         code = _errno_of(e)

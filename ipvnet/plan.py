@@ -81,6 +81,18 @@ class Op:
         return f"{self.action} {self.ns or ''} {a}"
 
 
+def op_to_dict(op: Op) -> dict[str, Any]:
+    d: dict[str, Any] = {"action": op.action, "ns": op.ns, "args": op.args, "what": op.what}
+    if op.undo is not None:
+        d["undo"] = op_to_dict(op.undo)
+    return d
+
+
+def op_from_dict(d: dict[str, Any]) -> Op:
+    undo = d.get("undo")
+    return Op(d["action"], d.get("ns"), dict(d.get("args", {})), op_from_dict(undo) if undo else None, d.get("what", ""))
+
+
 def _del(ns: str | None, name: str) -> Op:
     return Op("link_del", ns, {"name": name})
 

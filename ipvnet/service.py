@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ipvnet import ipam, names, netns
+from ipvnet import fault, ipam, names, netns
 from ipvnet.errors import Conflict, InvalidArgument, IpvnetError, KernelError, NotFound, PermissionDenied
 from ipvnet.model import (
     PARENT_DUMMY,
@@ -35,12 +35,13 @@ from ipvnet.model import (
 )
 from ipvnet.plan import (
     Op,
+    op_to_dict,
     plan_attach,
     plan_create_parent,
     plan_detach,
     plan_remove_parent,
 )
-from ipvnet.store import State, Store
+from ipvnet.store import Journal, State, Store
 
 
 def require_root(what: str) -> None:
@@ -92,6 +93,7 @@ class Service:
         self.dry_run = dry_run
         self.trace = trace
         self._engine: Any = None
+        fault.reset()
 
     @property
     def engine(self) -> Any:
@@ -135,18 +137,29 @@ class Service:
         with self.store.locked(exclusive=True):
             yield self.store.load()
 
-    def _commit(self, state: State, ops: list[Op], after_kernel: Callable[[], None] | None = None) -> None:
-        """Apply ops, then hosts files, then the store; undo the kernel on any failure."""
+    def _commit(
+        self, state: State, ops: list[Op], after_kernel: Callable[[], None] | None = None, command: str = ""
+    ) -> None:
+        """Journal, apply ops, then hosts files, then the store; undo the kernel on any failure."""
         if not state.boot_id:
             state.boot_id = boot_id()
-        self.engine.run(ops)
+        journal = Journal(self.store.dir)
+        if ops:
+            journal.begin(command, [op_to_dict(op) for op in ops])
+            fault.point("journal")
         try:
-            if after_kernel is not None:
-                after_kernel()
-            self.store.save(state)
-        except BaseException:
-            self.engine.rollback(ops)
-            raise
+            self.engine.run(ops)
+            try:
+                fault.point("hosts")
+                if after_kernel is not None:
+                    after_kernel()
+                fault.point("store")
+                self.store.save(state)
+            except BaseException:
+                self.engine.rollback(ops)
+                raise
+        finally:
+            journal.end()
 
     # -- networks ----------------------------------------------------------
 
@@ -234,7 +247,7 @@ class Service:
             if self.dry_run:
                 return res
             state.networks[name] = net
-            self._commit(state, res.ops)
+            self._commit(state, res.ops, command=f"network create {name}")
             return res
 
     def remove_networks(self, names_: tuple[str, ...], force: bool = False) -> Result:
@@ -280,7 +293,7 @@ class Service:
                     else:
                         self.names.remove_ns(ns)
 
-            self._commit(state, res.ops, names_after)
+            self._commit(state, res.ops, names_after, command=f"network rm {net.name}")
             return res
 
     def prune(self) -> Result:
@@ -382,7 +395,7 @@ class Service:
                 )
 
             try:
-                self._commit(state, res.ops, after)
+                self._commit(state, res.ops, after, command=f"attach {ns} {net.name}")
             except BaseException:
                 self.names.sync_network(net)
                 old_nets = [n for n in networks_of(state, ns) if n.name != net.name]
@@ -419,8 +432,27 @@ class Service:
                 lambda: self.names.on_detach(
                     after_net, ns, networks_of(state, ns), multi_homed(state, after_net, exclude=ns)
                 ),
+                command=f"detach {ns} {net.name}",
             )
             return res
+
+    def check(self, repair: bool = False) -> tuple[list[Any], list[str]]:
+        """Drift between store and kernel; with repair, fix what can be fixed.
+        Returns (drift found, repair failures)."""
+        from ipvnet import reconcile
+
+        if repair:
+            require_root("check --repair")
+        with self.store.locked(exclusive=repair):
+            state = self.store.load()
+            drift = reconcile.find_drift(state, self.engine, Journal(self.store.dir), self.names)
+            failures: list[str] = []
+            if repair:
+                failures = reconcile.repair(drift, state, self.engine, self.names)
+                if state.networks and state.boot_id != boot_id():
+                    state.boot_id = boot_id()
+                    self.store.save(state)
+            return drift, failures
 
     def delete_namespace(self, ns: str) -> None:
         """For run-ns --rm: remove a namespace ipvnet made (detach first)."""

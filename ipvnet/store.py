@@ -178,3 +178,58 @@ class Store:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+class Journal:
+    """Transactions in flight: written (atomically) before the first kernel
+    change, removed after the store write. One left behind means a process
+    died mid-way; `check` reports it and `check --repair` undoes its kernel
+    operations, since the store never recorded them."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.dir = os.path.join(state_dir, "journal")
+        self.path: str | None = None
+
+    def begin(self, command: str, ops: list[dict[str, Any]]) -> None:
+        import json
+
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        name = f"{time.time_ns()}-{os.getpid()}.json"
+        tmp = os.path.join(self.dir, "." + name)
+        data = {"command": command, "pid": os.getpid(), "time": time.time(), "ops": ops}
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(data).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.path = os.path.join(self.dir, name)
+        os.rename(tmp, self.path)
+
+    def end(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.path = None
+
+    def pending(self) -> list[tuple[str, dict[str, Any]]]:
+        import json
+
+        out = []
+        try:
+            names = sorted(n for n in os.listdir(self.dir) if n.endswith(".json") and not n.startswith("."))
+        except FileNotFoundError:
+            return []
+        for n in names:
+            p = os.path.join(self.dir, n)
+            try:
+                with open(p, "rb") as f:
+                    out.append((p, json.loads(f.read())))
+            except (OSError, ValueError):
+                out.append((p, {"command": "unknown (unreadable journal)", "ops": []}))
+        return out
+
+    @staticmethod
+    def discard(path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

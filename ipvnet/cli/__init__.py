@@ -40,10 +40,18 @@ def cli(ctx: click.Context, state_dir: str, debug: bool) -> None:
     ctx.obj = Ctx(state_dir=state_dir, debug=debug)
 
 
-from ipvnet.cli import namespaces, network, system  # noqa: E402
+from ipvnet.cli import namespaces, network, reliability, system  # noqa: E402
 
 cli.add_command(network.network)
-for _cmd in (namespaces.attach, namespaces.detach, namespaces.run_ns, namespaces.exec_, system.doctor):
+for _cmd in (
+    namespaces.attach,
+    namespaces.detach,
+    namespaces.run_ns,
+    namespaces.exec_,
+    reliability.check,
+    reliability.restore,
+    system.doctor,
+):
     cli.add_command(_cmd)
 
 

@@ -1,0 +1,284 @@
+"""`check`, `check --repair` and `restore`: compare store and kernel, fix drift.
+
+The store is the intent. Drift is found in this order, and repaired in it:
+1. interrupted transactions (a journal left by a killed process): their
+   kernel operations are undone newest-first — the store never recorded them;
+2. parents ipvnet created that are missing (recreated) and stray dummy
+   parents `di-`/`dm-` no network owns (deleted);
+3. namespaces, links, addresses and default routes of every attachment
+   (a missing link is recreated with the same name, addresses and routes);
+4. hosts files.
+Repair never deletes a link or namespace ipvnet did not create: parents
+that existed before ipvnet are only reported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from ipvnet import names, netns
+from ipvnet.model import PARENT_EXISTING, Network
+from ipvnet.plan import (
+    Op,
+    op_from_dict,
+    plan_attach,
+    plan_create_parent,
+    route_of,
+    route_owner,
+)
+from ipvnet.store import Journal, State
+
+DUMMY_RE = re.compile(r"d[im]-[0-9a-f]{12}")
+TMP_RE = re.compile(r"ipv[0-9a-f]{8}")
+
+
+@dataclass
+class Drift:
+    kind: str
+    subject: str
+    message: str
+    repair: str
+    ops: list[Op] = field(default_factory=list)
+    fixable: bool = True
+    journal: str | None = None  # journal file to discard once repaired
+    hosts: tuple[str, ...] = ()  # networks whose hosts files to rewrite
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "message": self.message,
+            "repair": self.repair,
+            "fixable": self.fixable,
+            "operations": [op.describe() for op in self.ops],
+        }
+
+
+def find_drift(state: State, engine: Any, journal: Journal, hosts: names.Names) -> list[Drift]:
+    drift: list[Drift] = []
+    for path, entry in journal.pending():
+        ops = [op_from_dict(d) for d in entry.get("ops", [])]
+        undo = [op.undo for op in reversed(ops) if op.undo is not None]
+        drift.append(
+            Drift(
+                "interrupted",
+                entry.get("command", "?"),
+                f"`ipvnet {entry.get('command', '?')}` (pid {entry.get('pid', '?')}) was interrupted mid-way",
+                "undo its kernel operations (the store never recorded them)",
+                undo,
+                journal=path,
+            )
+        )
+
+    root_links = {li.name: li for li in engine.links()}
+    parents = {n.parent for n in state.networks.values()}
+    for net in sorted(state.networks.values(), key=lambda n: n.name):
+        if net.parent in root_links:
+            continue
+        if net.parent_kind == PARENT_EXISTING:
+            drift.append(
+                Drift(
+                    "missing-parent",
+                    net.name,
+                    f"parent link {net.parent} of network {net.name} does not exist",
+                    "none: ipvnet did not create it; create it, or remove the network",
+                    fixable=False,
+                )
+            )
+            continue
+        if any(d.kind == "missing-parent" and d.subject == net.parent for d in drift):
+            continue
+        base = net.parent.rpartition(".")[0]
+        if net.parent_kind == "vlan" and base not in root_links:
+            drift.append(
+                Drift(
+                    "missing-parent",
+                    net.parent,
+                    f"vlan parent {net.parent} of network {net.name} is missing, and so is its base link {base}",
+                    f"none until {base} exists",
+                    fixable=False,
+                )
+            )
+            continue
+        drift.append(
+            Drift(
+                "missing-parent",
+                net.parent,
+                f"{net.parent_kind} parent {net.parent} of network {net.name} is missing",
+                f"create {net.parent}",
+                plan_create_parent(net, parent_exists=False),
+            )
+        )
+    for name in sorted(root_links):
+        if DUMMY_RE.fullmatch(name) and name not in parents:
+            drift.append(
+                Drift(
+                    "stray-link",
+                    name,
+                    f"dummy parent {name} belongs to no network",
+                    f"delete {name}",
+                    [Op("link_del", None, {"name": name})],
+                )
+            )
+
+    by_ns: dict[str, list[tuple[Network, Any]]] = {}
+    for net in state.networks.values():
+        for ep in net.endpoints.values():
+            by_ns.setdefault(ep.ns, []).append((net, ep))
+    for ns in sorted(by_ns):
+        atts = sorted(by_ns[ns], key=lambda p: p[1].seq)
+        drift.extend(_namespace_drift(ns, atts, engine))
+
+    drift.extend(_hosts_drift(state, hosts))
+    return drift
+
+
+def _namespace_drift(ns: str, atts: list[tuple[Network, Any]], engine: Any) -> list[Drift]:
+    out: list[Drift] = []
+    exists = netns.exists(ns)
+    links = {li.name: li for li in engine.links(ns)} if exists else {}
+    addrs: dict[str, set[str]] = {}
+    if exists:
+        for ifname, a in engine.addresses(ns):
+            addrs.setdefault(ifname, set()).add(a)
+    if not exists:
+        out.append(
+            Drift(
+                "missing-namespace",
+                ns,
+                f"network namespace {ns} is missing",
+                f"create {ns} and reattach it ({', '.join(n.name for n, _ in atts)})",
+                [Op("netns_add", None, {"name": ns})],
+            )
+        )
+    restored: list[tuple[Network, Any]] = []
+    healthy: list[tuple[Network, Any]] = []
+    for net, ep in atts:
+        li = links.get(ep.ifname)
+        kind_ok = li is not None and li.kind == net.driver
+        missing_addrs = [str(a) for a in ep.addresses() if str(a) not in addrs.get(ep.ifname, set())]
+        if kind_ok and not missing_addrs:
+            healthy.append((net, ep))
+            continue
+        ops: list[Op] = []
+        if li is not None:
+            ops.append(Op("link_del", ns, {"name": ep.ifname}))
+            what = f"link {ep.ifname} in {ns} is " + (
+                f"a {li.kind or 'plain'} link, not {net.driver}" if not kind_ok else f"missing {', '.join(missing_addrs)}"
+            )
+        else:
+            what = f"link {ep.ifname} of {ns} on network {net.name} is missing"
+        # Routes are settled below, once every link is back.
+        attach_ops = plan_attach(net, ep, "ipv" + secrets.token_hex(4), [], create_ns=False)
+        ops.extend(op for op in attach_ops if op.action not in ("route_add", "route_del"))
+        out.append(Drift("missing-link", f"{ns}/{net.name}", what, f"recreate {ep.ifname} with its addresses", ops))
+        restored.append((net, ep))
+    for name, li in sorted(links.items()):
+        if TMP_RE.fullmatch(name) and li.kind in ("ipvlan", "macvlan"):
+            out.append(
+                Drift(
+                    "stray-link",
+                    f"{ns}/{name}",
+                    f"half-made link {name} in {ns}",
+                    f"delete {name}",
+                    [Op("link_del", ns, {"name": name})],
+                )
+            )
+    # Default routes: what the store implies, per family, against what is there.
+    current = engine.default_routes(ns) if exists else []
+    for family in (4, 6):
+        owner = route_owner(atts, family)
+        want = route_of(*owner, family) if owner else None
+        have = [(dev, gw) for fam, dev, gw in current if fam == family]
+        want_t = (want.ifname, want.gateway) if want else None
+        if want_t is not None and [want_t] == have:
+            continue
+        if want_t is None and not have:
+            continue
+        ops = [
+            Op("route_del", ns, {"family": family, "ifname": dev, "gateway": gw})
+            for dev, gw in have
+            if dev in links and links[dev].name in {e.ifname for _, e in healthy}
+        ]
+        if want is not None:
+            ops.append(Op("route_add", ns, want.args()))
+        desc = f"via {want.gateway} dev {want.ifname}" if want and want.gateway else (
+            f"dev {want.ifname}" if want else "none"
+        )
+        out.append(
+            Drift(
+                "route",
+                ns,
+                f"IPv{family} default route of {ns} is {have or 'missing'}, want {desc}",
+                f"set the IPv{family} default route to {desc}",
+                ops,
+            )
+        )
+    return out
+
+
+def _hosts_drift(state: State, hosts: names.Names) -> list[Drift]:
+    out = []
+    for net in sorted(state.networks.values(), key=lambda n: n.name):
+        path = hosts.network_file(net.name)
+        want = names.network_hosts_text(net) if net.endpoints else None
+        try:
+            with open(path, encoding="utf-8") as f:
+                have: str | None = f.read()
+        except OSError:
+            have = None
+        if have != want:
+            out.append(
+                Drift("hosts", net.name, f"hosts file of network {net.name} is out of date", "rewrite it",
+                      hosts=(net.name,))
+            )
+    known = set(state.networks)
+    try:
+        for n in sorted(os.listdir(hosts.hosts_dir)):
+            if n not in known:
+                out.append(Drift("hosts", n, f"hosts file {n} belongs to no network", "delete it", hosts=(n,)))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def repair(drift: list[Drift], state: State, engine: Any, hosts: names.Names) -> list[str]:
+    """Apply every fixable repair; returns the failures (repair keeps going)."""
+    failures = []
+    for d in drift:
+        if not d.fixable:
+            continue
+        try:
+            if d.kind == "interrupted":
+                for op in d.ops:
+                    try:
+                        engine.apply(op)
+                    except Exception:  # noqa: BLE001 - undoing what may never have happened
+                        pass
+                if d.journal:
+                    Journal.discard(d.journal)
+            else:
+                engine.run(d.ops)
+            for name in d.hosts:
+                net = state.networks.get(name)
+                if net is None:
+                    hosts.remove_network(name)
+                else:
+                    hosts.sync_network(net)
+        except Exception as e:  # noqa: BLE001 - reported, repair continues
+            failures.append(f"{d.subject}: {e}")
+    # Per-namespace hosts links follow the networks' files.
+    by_ns: dict[str, list[Network]] = {}
+    for net in state.networks.values():
+        for ns in net.endpoints:
+            by_ns.setdefault(ns, []).append(net)
+    for ns, nets in by_ns.items():
+        try:
+            hosts._point_ns(ns, sorted(nets, key=lambda n: n.name), first=True)
+        except OSError as e:
+            failures.append(f"{ns}: hosts: {e}")
+    return failures
