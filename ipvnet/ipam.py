@@ -241,8 +241,9 @@ class Allocator:
     def release(self, addr: IPAddress) -> None:
         self.held.pop(addr, None)
         for i, cfg in enumerate(self.network.subnets):
-            if addr.version == cfg.version and addr in cfg.subnet:
-                self._cursor[i] = min(self._cursor.get(i, int(addr)), int(addr))
+            # A subnet never scanned has no cursor: it starts at its lowest address anyway.
+            if addr.version == cfg.version and addr in cfg.subnet and i in self._cursor:
+                self._cursor[i] = min(self._cursor[i], int(addr))
 
     def allocate(self, version: int, ns: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
         for i, cfg in enumerate(self.network.subnets):

@@ -21,6 +21,7 @@ replaced, not followed.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import stat
 
@@ -59,7 +60,11 @@ def resolv_conf_text(host_text: str) -> str:
     for line in host_text.splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] == "nameserver":
-            if parts[1].startswith("127.") or parts[1] in ("::1", "0.0.0.0", "::"):
+            try:
+                addr = ipaddress.ip_address(parts[1].split("%")[0])
+            except ValueError:
+                addr = None
+            if addr is not None and (addr.is_loopback or addr.is_unspecified):
                 continue
         out.append(line + "\n")
     return "".join(out)
@@ -79,7 +84,7 @@ def read_host_resolv() -> str:
 
 class Names:
     def __init__(self, state_dir: str) -> None:
-        self.hosts_dir = os.path.join(state_dir, "hosts")
+        self.hosts_dir = os.path.join(os.path.abspath(state_dir), "hosts")
         self.etc = etc_netns_dir()
 
     def network_file(self, net: str) -> str:

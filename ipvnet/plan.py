@@ -77,7 +77,8 @@ class Op:
             return f"ip {fam}{n}route {verb} default{via} dev {a['ifname']}"
         if self.action == "sysctl":
             ns = f"ip netns exec {self.ns} " if self.ns else ""
-            return f"{ns}sysctl -w {a['key'].replace('/', '.')}={a['value']}"
+            # Slashes keep interface names with dots (eth0.20) unambiguous.
+            return f"{ns}sysctl -w net/{a['key']}={a['value']}"
         return f"{self.action} {self.ns or ''} {a}"
 
 

@@ -76,14 +76,16 @@ class State:
         extra = {k: v for k, v in d.items() if k not in ("schema", "boot_id", "seq", "networks")}
         try:
             networks = {name: Network.from_dict(name, nd) for name, nd in d.get("networks", {}).items()}
+            seq = int(d.get("seq", 0))
         except (KeyError, ValueError, TypeError, AttributeError) as e:
-            raise StoreError(f"{path} holds an invalid network entry: {e}", "fix or restore the file by hand") from None
-        return cls(networks=networks, boot_id=str(d.get("boot_id", "")), seq=int(d.get("seq", 0)), extra=extra)
+            raise StoreError(f"{path} holds an invalid entry: {e}", "fix or restore the file by hand") from None
+        return cls(networks=networks, boot_id=str(d.get("boot_id", "")), seq=seq, extra=extra)
 
 
 class Store:
     def __init__(self, state_dir: str | None = None, lock_timeout: float | None = None) -> None:
-        self.dir = state_dir or state_dir_from_env()
+        # Absolute: hosts-file symlinks in /etc/netns point into it.
+        self.dir = os.path.abspath(state_dir or state_dir_from_env())
         self.path = os.path.join(self.dir, STORE_FILE)
         self.lock_path = os.path.join(self.dir, LOCK_FILE)
         self.lock_timeout = lock_timeout_from_env() if lock_timeout is None else lock_timeout
