@@ -161,9 +161,9 @@ class Names:
             self._write_in_place(path, endpoint_lines(ep), append=True)
         else:
             self._write_in_place(path, network_hosts_text(net))
-        self._point_ns(ep.ns, networks_of_ns, first=True)
+        self.point_ns(ep.ns, networks_of_ns, first=True)
         for other_ns, nets in multi_homed:
-            self._point_ns(other_ns, nets)
+            self.point_ns(other_ns, nets)
 
     def on_detach(
         self, net: Network, ns: str, networks_of_ns: list[Network], multi_homed: list[tuple[str, list[Network]]]
@@ -176,11 +176,11 @@ class Names:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         if networks_of_ns:
-            self._point_ns(ns, networks_of_ns)
+            self.point_ns(ns, networks_of_ns)
         else:
             self.remove_ns(ns)
         for other_ns, nets in multi_homed:
-            self._point_ns(other_ns, nets)
+            self.point_ns(other_ns, nets)
 
     def sync_network(self, net: Network) -> None:
         if net.endpoints:
@@ -189,7 +189,7 @@ class Names:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.network_file(net.name))
 
-    def _point_ns(self, ns: str, nets: list[Network], first: bool = False) -> None:
+    def point_ns(self, ns: str, nets: list[Network], first: bool = False) -> None:
         d = self._ensure_ns_dir(ns)
         hosts = os.path.join(d, "hosts")
         if self._ours(hosts):

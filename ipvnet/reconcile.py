@@ -278,7 +278,7 @@ def repair(drift: list[Drift], state: State, engine: Any, hosts: names.Names) ->
             by_ns.setdefault(ns, []).append(net)
     for ns, nets in by_ns.items():
         try:
-            hosts._point_ns(ns, sorted(nets, key=lambda n: n.name), first=True)
+            hosts.point_ns(ns, sorted(nets, key=lambda n: n.name), first=True)
         except OSError as e:
             failures.append(f"{ns}: hosts: {e}")
     return failures

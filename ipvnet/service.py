@@ -35,6 +35,7 @@ from ipvnet.model import (
 )
 from ipvnet.plan import (
     Op,
+    next_ifname,
     op_to_dict,
     plan_attach,
     plan_create_parent,
@@ -289,7 +290,7 @@ class Service:
                 for ns in net.endpoints:
                     nets = networks_of(state, ns)
                     if nets:
-                        self.names._point_ns(ns, nets)
+                        self.names.point_ns(ns, nets)
                     else:
                         self.names.remove_ns(ns)
 
@@ -356,8 +357,6 @@ class Service:
                 taken |= {li.name for li in self.engine.links(ns)}
             if ifname is not None and ifname in taken:
                 raise Conflict(f"interface {ifname} already exists in namespace {ns}", "choose another --ifname")
-            from ipvnet.plan import next_ifname
-
             v4, v6 = ipam.assign(net, ns, ip, ip6)
             if mac is not None:
                 mac = validate_mac(mac)
@@ -400,7 +399,7 @@ class Service:
                 self.names.sync_network(net)
                 old_nets = [n for n in networks_of(state, ns) if n.name != net.name]
                 if old_nets:
-                    self.names._point_ns(ns, old_nets)
+                    self.names.point_ns(ns, old_nets)
                 else:
                     self.names.remove_ns(ns)
                 raise
