@@ -199,10 +199,12 @@ def _namespace_drift(ns: str, atts: list[tuple[Network, Any]], engine: Any) -> l
             continue
         if want_t is None and not have:
             continue
+        # Routes on links being recreated vanish with them; only healthy ones need deleting.
+        healthy_links = {e.ifname for _, e in healthy}
         ops = [
             Op("route_del", ns, {"family": family, "ifname": dev, "gateway": gw})
             for dev, gw in have
-            if dev in links and links[dev].name in {e.ifname for _, e in healthy}
+            if dev in healthy_links
         ]
         if want is not None:
             ops.append(Op("route_add", ns, want.args()))
