@@ -53,6 +53,14 @@ def combined_hosts_text(nets: list[Network]) -> str:
     return "".join(lines)
 
 
+def _nameserver_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A resolv.conf name server as an address (a `%zone` suffix dropped), or None if malformed."""
+    try:
+        return ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return None
+
+
 def resolv_conf_text(host_text: str) -> str:
     """The host's resolv.conf without loopback name servers (they would
     point into the namespace itself, where no resolver listens)."""
@@ -60,10 +68,7 @@ def resolv_conf_text(host_text: str) -> str:
     for line in host_text.splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] == "nameserver":
-            try:
-                addr = ipaddress.ip_address(parts[1].split("%")[0])
-            except ValueError:
-                addr = None
+            addr = _nameserver_address(parts[1])
             if addr is not None and (addr.is_loopback or addr.is_unspecified):
                 continue
         out.append(line + "\n")
@@ -72,6 +77,11 @@ def resolv_conf_text(host_text: str) -> str:
 
 def host_nameservers(text: str) -> list[str]:
     return [p[1] for p in (line.split() for line in text.splitlines()) if len(p) >= 2 and p[0] == "nameserver"]
+
+
+def host_nameserver_addresses(text: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The well-formed name servers, for default-pool picking."""
+    return [a for a in map(_nameserver_address, host_nameservers(text)) if a is not None]
 
 
 def read_host_resolv() -> str:
@@ -175,10 +185,7 @@ class Names:
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        if networks_of_ns:
-            self.point_ns(ns, networks_of_ns)
-        else:
-            self.remove_ns(ns)
+        self.settle_ns(ns, networks_of_ns)
         for other_ns, nets in multi_homed:
             self.point_ns(other_ns, nets)
 
@@ -200,6 +207,13 @@ class Names:
         resolv = os.path.join(d, "resolv.conf")
         if first and self._ours(resolv):
             self._replace(resolv, text=resolv_conf_text(read_host_resolv()))
+
+    def settle_ns(self, ns: str, nets: list[Network]) -> None:
+        """After NS left a network: point it at the networks it is still on, or remove its files."""
+        if nets:
+            self.point_ns(ns, nets)
+        else:
+            self.remove_ns(ns)
 
     def remove_ns(self, ns: str) -> None:
         d = self.ns_dir(ns)

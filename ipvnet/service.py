@@ -215,18 +215,12 @@ class Service:
             host_routes: list[Any] = []
             if not any(":" not in s for s in subnets):  # a default v4 pool will be picked
                 host_routes = [ipaddress.ip_network(r, strict=False) for r in self.engine.host_routes()]
-            nameservers = []
-            for ns_ip in names.host_nameservers(names.read_host_resolv()):
-                try:
-                    nameservers.append(ipaddress.ip_address(ns_ip.split("%")[0]))
-                except ValueError:
-                    continue
             sp = ipam.plan_subnets(
                 req,
                 l3=l3,
                 other_subnets=[s.subnet for o in others for s in o.subnets],
                 host_routes=host_routes,
-                host_nameservers=nameservers,
+                host_nameservers=names.host_nameserver_addresses(names.read_host_resolv()),
                 ula48=ipam.ula_prefix(host_seed()),
             )
             res.warnings.extend(sp.warnings)
@@ -276,8 +270,7 @@ class Service:
                 )
             detach_ops: list[Op] = []
             for ns in sorted(net.endpoints, key=lambda n: net.endpoints[n].seq):
-                ops, state = self._plan_detach(state, state.networks[net.name], ns)
-                detach_ops.extend(ops)
+                detach_ops.extend(self._plan_detach(state, state.networks[net.name], ns))
             others = [o for o in state.networks.values() if o.name != net.name]
             exists = self.engine.link(net.parent) is not None
             res.ops = detach_ops + plan_remove_parent(net, others, exists)
@@ -288,11 +281,7 @@ class Service:
             def names_after() -> None:
                 self.names.remove_network(net.name)
                 for ns in net.endpoints:
-                    nets = networks_of(state, ns)
-                    if nets:
-                        self.names.point_ns(ns, nets)
-                    else:
-                        self.names.remove_ns(ns)
+                    self.names.settle_ns(ns, networks_of(state, ns))
 
             self._commit(state, res.ops, names_after, command=f"network rm {net.name}")
             return res
@@ -374,8 +363,6 @@ class Service:
             )
             tmp = "ipv" + secrets.token_hex(4)
             res = Result(network=net, endpoint=ep)
-            if net.is_l3 and any(s.gateway for s in net.subnets):
-                res.warnings.append("gateway ignored in l3 mode")
             res.ops = plan_attach(net, ep, tmp, existing, create_ns=not ns_exists, ipv6_available=ipv6_available())
             if self.dry_run:
                 return res
@@ -397,22 +384,19 @@ class Service:
                 self._commit(state, res.ops, after, command=f"attach {ns} {net.name}")
             except BaseException:
                 self.names.sync_network(net)
-                old_nets = [n for n in networks_of(state, ns) if n.name != net.name]
-                if old_nets:
-                    self.names.point_ns(ns, old_nets)
-                else:
-                    self.names.remove_ns(ns)
+                self.names.settle_ns(ns, [n for n in networks_of(state, ns) if n.name != net.name])
                 raise
             res.endpoint = state.networks[net.name].endpoints[ns]
             return res
 
-    def _plan_detach(self, state: State, net: Network, ns: str) -> tuple[list[Op], State]:
+    def _plan_detach(self, state: State, net: Network, ns: str) -> list[Op]:
+        """Plan NS's detach from NET and drop the endpoint from STATE."""
         ep = net.endpoints[ns]
         ns_exists = netns.exists(ns)
         link_exists = ns_exists and self.engine.link(ep.ifname, ns) is not None
         ops = plan_detach(net, ep, attachments_of(state, ns), ns_exists, link_exists)
         state.networks[net.name] = net.without_endpoint(ns)
-        return ops, state
+        return ops
 
     def detach(self, ns: str, network: str) -> Result:
         validate_name(ns, "namespace name")
@@ -421,7 +405,7 @@ class Service:
             if ns not in net.endpoints:
                 raise NotFound(f"namespace {ns} is not attached to network {net.name}")
             res = Result(network=net, endpoint=net.endpoints[ns])
-            res.ops, state = self._plan_detach(state, net, ns)
+            res.ops = self._plan_detach(state, net, ns)
             if self.dry_run:
                 return res
             after_net = state.networks[net.name]
@@ -448,8 +432,9 @@ class Service:
             failures: list[str] = []
             if repair:
                 failures = reconcile.repair(drift, state, self.engine, self.names)
-                if state.networks and state.boot_id != boot_id():
-                    state.boot_id = boot_id()
+                current = boot_id()
+                if state.networks and state.boot_id != current:
+                    state.boot_id = current
                     self.store.save(state)
             return drift, failures
 
