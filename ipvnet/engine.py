@@ -179,7 +179,7 @@ class Engine:
 
     # -- execution -------------------------------------------------------
 
-    def run(self, ops: list[Op]) -> None:
+    def run(self, ops: list[Op], advance: Callable[[], None] | None = None) -> None:
         """Apply ops in order; on failure undo the completed ones and re-raise."""
         done: list[Op] = []
         try:
@@ -187,6 +187,8 @@ class Engine:
                 fault.point(op.action, op.describe())
                 self.apply(op)
                 done.append(op)
+                if advance is not None:
+                    advance()
         except BaseException as e:
             leftovers = self.rollback(done)
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -320,22 +322,24 @@ class Engine:
         except NotFound:
             return
 
-    def _route_spec(self, ns: str | None, family: int, ifname: str, gateway: str | None) -> dict[str, Any]:
+    def _route_spec(
+        self, ns: str | None, family: int, ifname: str, gateway: str | None, dst: str | None = None
+    ) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "family": socket.AF_INET if family == 4 else socket.AF_INET6,
-            "dst": "0.0.0.0/0" if family == 4 else "::/0",
+            "dst": dst or ("0.0.0.0/0" if family == 4 else "::/0"),
             "oif": self._index(ns, ifname),
         }
         if gateway:
             spec["gateway"] = gateway
         return spec
 
-    def _do_route_add(self, ns: str | None, family: int, ifname: str, gateway: str | None) -> None:
-        self.ipr(ns).route("add", **self._route_spec(ns, family, ifname, gateway))
+    def _do_route_add(self, ns: str | None, **route: Any) -> None:
+        self.ipr(ns).route("add", **self._route_spec(ns, **route))
 
-    def _do_route_del(self, ns: str | None, family: int, ifname: str, gateway: str | None) -> None:
+    def _do_route_del(self, ns: str | None, **route: Any) -> None:
         try:
-            self.ipr(ns).route("del", **self._route_spec(ns, family, ifname, gateway))
+            self.ipr(ns).route("del", **self._route_spec(ns, **route))
         except NotFound:
             return
         except Exception as e:  # noqa: BLE001

@@ -192,6 +192,17 @@ def reserved(cfg: SubnetConfig) -> set[IPAddress]:
     return out
 
 
+def check_static_reserved(cfg: SubnetConfig, addr: IPAddress, what: str) -> None:
+    """ADDR may be given to WHAT: not the network/broadcast address, the gateway or an aux address."""
+    if _is_edge(cfg.subnet, addr):
+        raise InvalidArgument(f"{what} {addr} is the network or broadcast address of {cfg.subnet}")
+    if addr == cfg.gateway:
+        raise InvalidArgument(f"{what} {addr} is the gateway of {cfg.subnet}", "choose another address")
+    for k, a in cfg.aux:
+        if a == addr:
+            raise InvalidArgument(f"{what} {addr} is reserved as aux-address {k}", "choose another address")
+
+
 def used_addresses(network: Network) -> dict[IPAddress, str]:
     """Address -> namespace holding it."""
     held: dict[IPAddress, str] = {}
@@ -210,13 +221,7 @@ def check_static(network: Network, addr: IPAddress, held: dict[IPAddress, str]) 
             f"address {addr} is not in a subnet of network {network.name}",
             f"IPv{addr.version} subnets: {subnets}",
         )
-    if _is_edge(cfg.subnet, addr):
-        raise InvalidArgument(f"address {addr} is the network or broadcast address of {cfg.subnet}")
-    if addr == cfg.gateway:
-        raise InvalidArgument(f"address {addr} is the gateway of {cfg.subnet}", "choose another address")
-    for k, a in cfg.aux:
-        if a == addr:
-            raise InvalidArgument(f"address {addr} is reserved as aux-address {k}", "choose another address")
+    check_static_reserved(cfg, addr, "address")
     if addr in held:
         raise Conflict(f"address {addr} is already in use by namespace {held[addr]} on network {network.name}")
     return cfg

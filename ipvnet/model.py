@@ -115,8 +115,8 @@ def parse_parent(value: str) -> ParentSpec:
 
 
 OPTION_KEYS = {
-    "ipvlan": ("parent", "ipvlan_mode", "ipvlan_flag", "mtu"),
-    "macvlan": ("parent", "macvlan_mode", "mtu"),
+    "ipvlan": ("parent", "ipvlan_mode", "ipvlan_flag", "mtu", "host_access"),
+    "macvlan": ("parent", "macvlan_mode", "mtu", "host_access"),
 }
 
 
@@ -141,6 +141,8 @@ def normalize_options(driver: str, raw: dict[str, str]) -> dict[str, str]:
     else:
         opts.setdefault("macvlan_mode", "bridge")
         _choice(opts, "macvlan_mode", MACVLAN_MODES)
+    if "host_access" in opts:
+        opts["host_access"] = str(parse_address(opts["host_access"], "host_access address"))
     if "mtu" in opts:
         mtu = opts["mtu"]
         if not mtu.isdigit() or not 68 <= int(mtu) <= 65535:

@@ -7,6 +7,7 @@ half-applied plan newest-first without knowing what the plan meant, and
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +75,7 @@ class Op:
             verb = "add" if self.action == "route_add" else "del"
             fam = "-6 " if a["family"] == 6 else ""
             via = f" via {a['gateway']}" if a.get("gateway") else ""
-            return f"ip {fam}{n}route {verb} default{via} dev {a['ifname']}"
+            return f"ip {fam}{n}route {verb} {a.get('dst') or 'default'}{via} dev {a['ifname']}"
         if self.action == "sysctl":
             ns = f"ip netns exec {self.ns} " if self.ns else ""
             # Slashes keep interface names with dots (eth0.20) unambiguous.
@@ -125,17 +126,61 @@ def plan_create_parent(net: Network, parent_exists: bool) -> list[Op]:
     return ops
 
 
+def host_link_name(net: Network) -> str:
+    """The host-side shim: `ih-<12 hex>` (ipvlan) or `mh-<12 hex>` (macvlan), 15 bytes."""
+    return ("ih-" if net.driver == "ipvlan" else "mh-") + net.id[:12]
+
+
+def plan_host_access(net: Network) -> list[Op]:
+    """A link of the network's own driver on the host side of the parent, so the
+    host can reach its namespaces (the kernel blocks parent <-> child traffic).
+
+    It holds the host-access address as a /32 (/128) and routes the network's
+    ranges (or subnets) of that family through itself.
+    """
+    ip = net.options.get("host_access")
+    if not ip:
+        return []
+    name = host_link_name(net)
+    addr = ipaddress.ip_address(ip)
+    args: dict[str, Any] = {"name": name, "link": net.parent, "kind": net.driver}
+    if net.driver == "ipvlan":
+        args["mode"] = net.options["ipvlan_mode"]
+        args["flag"] = net.options["ipvlan_flag"]
+    else:
+        args["mode"] = net.options["macvlan_mode"]
+    if net.mtu:
+        args["mtu"] = net.mtu
+    ops = [Op("link_add", None, args, undo=_del(None, name), what=f"create host-access link {name}")]
+    if addr.version == 6:
+        ops.append(sysctl_op_root(f"ipv6/conf/{name}/accept_dad", "0"))
+    a = {"ifname": name, "address": f"{addr}/{addr.max_prefixlen}", "nodad": addr.version == 6}
+    ops.append(Op("addr_add", None, a, undo=Op("addr_del", None, a), what=f"add host-access address {addr}"))
+    ops.append(Op("link_set", None, {"name": name, "up": True}, what=f"bring {name} up"))
+    for cfg in net.subnets_of(addr.version):
+        r = {"family": addr.version, "ifname": name, "gateway": None, "dst": str(cfg.ip_range or cfg.subnet)}
+        ops.append(Op("route_add", None, r, undo=Op("route_del", None, r), what=f"route {r['dst']} via {name}"))
+    return ops
+
+
+def sysctl_op_root(key: str, value: str) -> Op:
+    return Op("sysctl", None, {"key": key, "value": value}, what=f"set {key}")
+
+
 def parent_still_used(net: Network, others: list[Network]) -> bool:
     return any(o.parent == net.parent and o.name != net.name for o in others)
 
 
 def plan_remove_parent(net: Network, others: list[Network], parent_exists: bool) -> list[Op]:
     """Delete a parent ipvnet created once the last network on it goes."""
+    ops = []
+    if net.options.get("host_access"):
+        ops.append(Op("link_del", None, {"name": host_link_name(net)}, what="delete host-access link"))
     if not parent_exists or net.parent_kind not in (PARENT_VLAN, PARENT_DUMMY):
-        return []
+        return ops
     if parent_still_used(net, others):
-        return []
-    return [Op("link_del", None, {"name": net.parent}, what=f"delete {net.parent_kind} link {net.parent}")]
+        return ops
+    return ops + [Op("link_del", None, {"name": net.parent}, what=f"delete {net.parent_kind} link {net.parent}")]
 
 
 # --- routes ---------------------------------------------------------------

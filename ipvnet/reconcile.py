@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,15 +25,18 @@ from ipvnet import names, netns
 from ipvnet.model import PARENT_EXISTING, Network
 from ipvnet.plan import (
     Op,
+    host_link_name,
     op_from_dict,
     plan_attach,
     plan_create_parent,
+    plan_host_access,
     route_of,
     route_owner,
 )
 from ipvnet.store import Journal, State
 
-DUMMY_RE = re.compile(r"d[im]-[0-9a-f]{12}")
+# Links only ipvnet names so: dummy parents and host-access shims.
+OWNED_RE = re.compile(r"(di|dm|ih|mh)-[0-9a-f]{12}")
 TMP_RE = re.compile(r"ipv[0-9a-f]{8}")
 
 
@@ -113,13 +117,27 @@ def find_drift(state: State, engine: Any, journal: Journal, hosts: names.Names) 
                 plan_create_parent(net, parent_exists=False),
             )
         )
+    for net in sorted(state.networks.values(), key=lambda n: n.name):
+        shim = host_link_name(net)
+        if net.options.get("host_access") and shim not in root_links:
+            # Ordered after the parents above, so a recreated parent gets its shim back.
+            drift.append(
+                Drift(
+                    "missing-link",
+                    shim,
+                    f"host-access link {shim} of network {net.name} is missing",
+                    f"create {shim}",
+                    plan_host_access(net),
+                )
+            )
+    owned = parents | {host_link_name(n) for n in state.networks.values() if n.options.get("host_access")}
     for name in sorted(root_links):
-        if DUMMY_RE.fullmatch(name) and name not in parents:
+        if OWNED_RE.fullmatch(name) and name not in owned:
             drift.append(
                 Drift(
                     "stray-link",
                     name,
-                    f"dummy parent {name} belongs to no network",
+                    f"link {name} was made by ipvnet but belongs to no network",
                     f"delete {name}",
                     [Op("link_del", None, {"name": name})],
                 )
@@ -248,10 +266,13 @@ def _hosts_drift(state: State, hosts: names.Names) -> list[Drift]:
     return out
 
 
-def repair(drift: list[Drift], state: State, engine: Any, hosts: names.Names) -> list[str]:
+def repair(
+    drift: list[Drift], state: State, engine: Any, hosts: names.Names, advance: Callable[[], None] = lambda: None
+) -> list[str]:
     """Apply every fixable repair; returns the failures (repair keeps going)."""
     failures = []
     for d in drift:
+        advance()
         if not d.fixable:
             continue
         try:

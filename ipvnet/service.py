@@ -26,6 +26,7 @@ from ipvnet.model import (
     PARENT_VLAN,
     Endpoint,
     Network,
+    SubnetConfig,
     dummy_parent_name,
     normalize_options,
     parse_key_values,
@@ -40,6 +41,7 @@ from ipvnet.plan import (
     plan_attach,
     plan_create_parent,
     plan_detach,
+    plan_host_access,
     plan_remove_parent,
 )
 from ipvnet.store import Journal, State, Store
@@ -82,18 +84,29 @@ class Result:
     removed: list[str] = field(default_factory=list)
 
 
+Progress = Callable[[int, str], contextlib.AbstractContextManager[Callable[[], None]]]
+
+
+@contextlib.contextmanager
+def no_progress(_total: int, _label: str) -> Iterator[Callable[[], None]]:
+    yield lambda: None
+
+
 class Service:
     def __init__(
         self,
         state_dir: str | None = None,
         dry_run: bool = False,
         trace: Callable[[str], None] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.store = Store(state_dir)
         self.names = names.Names(self.store.dir)
         self.dry_run = dry_run
         self.trace = trace
         self._engine: Any = None
+        # Long operations report each step here (a progress bar on a terminal).
+        self.progress: Progress = progress or no_progress
         fault.reset()
 
     @property
@@ -149,7 +162,8 @@ class Service:
             journal.begin(command, [op_to_dict(op) for op in ops])
             fault.point("journal")
         try:
-            self.engine.run(ops)
+            with self.progress(len(ops) if len(ops) >= 20 else 0, command) as advance:
+                self.engine.run(ops, advance)
             try:
                 fault.point("hosts")
                 if after_kernel is not None:
@@ -224,6 +238,8 @@ class Service:
                 ula48=ipam.ula_prefix(host_seed()),
             )
             res.warnings.extend(sp.warnings)
+            if "host_access" in opts:
+                sp.subnets = reserve_host_access(sp.subnets, opts, driver)
             net = Network(
                 name=name,
                 id=net_id,
@@ -238,7 +254,7 @@ class Service:
                 enable_ipv6=sp.enable_ipv6,
             )
             res.network = net
-            res.ops = plan_create_parent(net, parent_exists)
+            res.ops = plan_create_parent(net, parent_exists) + plan_host_access(net)
             if self.dry_run:
                 return res
             state.networks[name] = net
@@ -289,16 +305,17 @@ class Service:
     def prune(self) -> Result:
         res = Result()
         state = self.read()
-        for net in sorted(state.networks.values(), key=lambda n: n.name):
-            if net.endpoints:
-                continue
-            try:
-                r = self._remove_network(net.name, force=False)
-            except (NotFound, Conflict):
-                continue  # changed under us: not unused any more
-            res.ops.extend(r.ops)
-            if r.network is not None:
-                res.removed.append(r.network.name)
+        unused = sorted(n.name for n in state.networks.values() if not n.endpoints)
+        with self.progress(len(unused), "network prune") as advance:
+            for name in unused:
+                try:
+                    r = self._remove_network(name, force=False)
+                except (NotFound, Conflict):
+                    continue  # changed under us: not unused any more
+                finally:
+                    advance()
+                res.ops.extend(r.ops)
+                res.removed.append(name)
         return res
 
     # -- attachments -------------------------------------------------------
@@ -431,12 +448,24 @@ class Service:
             drift = reconcile.find_drift(state, self.engine, Journal(self.store.dir), self.names)
             failures: list[str] = []
             if repair:
-                failures = reconcile.repair(drift, state, self.engine, self.names)
+                with self.progress(len(drift), "repair") as advance:
+                    failures = reconcile.repair(drift, state, self.engine, self.names, advance)
                 current = boot_id()
                 if state.networks and state.boot_id != current:
                     state.boot_id = current
                     self.store.save(state)
             return drift, failures
+
+    def export_routes(self, network: str | None, aggregate: bool = False) -> list[Any]:
+        from ipvnet.routes import export_routes
+
+        state = self.read()
+        nets = [self.get(state, network)] if network else list(state.networks.values())
+        host_addrs: dict[str, list[str]] = {}
+        for ifname, addr in self.engine.addresses():
+            if not ipaddress.ip_interface(addr).ip.is_link_local:
+                host_addrs.setdefault(ifname, []).append(addr)
+        return export_routes(nets, host_addrs, aggregate)
 
     def delete_namespace(self, ns: str) -> None:
         """For run-ns --rm: remove a namespace ipvnet made (detach first)."""
@@ -497,6 +526,29 @@ def check_parent_sharing(driver: str, opts: dict[str, str], parent: str, others:
                 f"parent {parent} is used by network {o.name}; macvlan passthru cannot share a parent",
                 "use another parent",
             )
+
+
+def reserve_host_access(subnets: list[SubnetConfig], opts: dict[str, str], driver: str) -> list[SubnetConfig]:
+    """The host-access address must lie in a subnet and is reserved there
+    (as aux-address `host_access`) so IPAM never hands it to a namespace."""
+    addr = ipaddress.ip_address(opts["host_access"])
+    if driver == "macvlan" and opts.get("macvlan_mode") in ("passthru", "private", "vepa"):
+        raise InvalidArgument(
+            f"host_access needs macvlan_mode=bridge, not {opts['macvlan_mode']}",
+            "only bridge mode lets the host-side link reach its siblings",
+        )
+    out = []
+    found = False
+    for cfg in subnets:
+        if cfg.version == addr.version and addr in cfg.subnet:
+            ipam.check_static_reserved(cfg, addr, "host_access")
+            cfg = replace(cfg, aux=cfg.aux + (("host_access", addr),))
+            found = True
+        out.append(cfg)
+    if not found:
+        raise InvalidArgument(f"host_access address {addr} is not in a subnet of the network",
+                              "pick an unused address inside a --subnet")
+    return out
 
 
 def random_mac() -> str:

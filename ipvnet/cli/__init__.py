@@ -50,7 +50,9 @@ for _cmd in (
     namespaces.exec_,
     reliability.check,
     reliability.restore,
+    system.routes,
     system.doctor,
+    system.completion,
 ):
     cli.add_command(_cmd)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,7 +24,22 @@ class Ctx:
         from ipvnet.service import Service
 
         trace = (lambda s: click.echo(f"+ {s}", err=True)) if self.debug else None
-        return Service(self.state_dir, dry_run=dry_run, trace=trace)
+        return Service(self.state_dir, dry_run=dry_run, trace=trace, progress=progress_bar)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[], None]]:
+    """A rich progress bar on stderr when it is a terminal and there is more
+    than one step; nothing at all in a pipe or a script."""
+    if total < 2 or not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
+from ipvnet.cli import complete
 from ipvnet.cli.common import Ctx, dry_run_option, pass_ctx, report
 
 
 @click.command("attach")
-@click.argument("ns")
-@click.argument("network")
+@click.argument("ns", shell_complete=complete.namespaces)
+@click.argument("network", shell_complete=complete.networks)
 @click.option("--ip", metavar="IP", help="Static IPv4 address (default: lowest free).")
 @click.option("--ip6", metavar="IP", help="Static IPv6 address (default: lowest free, if the network has IPv6).")
 @click.option("--ifname", metavar="IF", help="Interface name inside NS (default: eth0, then the lowest free ethN).")
@@ -45,8 +46,8 @@ def attach(ctx: Ctx, ns: str, network: str, ip: str | None, ip6: str | None, ifn
 
 
 @click.command("detach")
-@click.argument("ns")
-@click.argument("network")
+@click.argument("ns", shell_complete=complete.namespaces)
+@click.argument("network", shell_complete=complete.networks)
 @dry_run_option
 @pass_ctx
 def detach(ctx: Ctx, ns: str, network: str, dry_run: bool) -> None:
@@ -65,7 +66,8 @@ def detach(ctx: Ctx, ns: str, network: str, dry_run: bool) -> None:
 
 
 @click.command("run-ns", context_settings={"ignore_unknown_options": True})
-@click.option("--net", "network", required=True, metavar="NET", help="Network to attach to.")
+@click.option("--net", "network", required=True, metavar="NET", shell_complete=complete.networks,
+              help="Network to attach to.")
 @click.option("--name", metavar="NS", help="Namespace name (default: ipvnet-<random>).")
 @click.option("--ip", metavar="IP", help="Static IPv4 address.")
 @click.option("--ip6", metavar="IP", help="Static IPv6 address.")
@@ -106,7 +108,7 @@ def run_ns(ctx: Ctx, network: str, name: str | None, ip: str | None, ip6: str | 
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("ns")
+@click.argument("ns", shell_complete=complete.namespaces)
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(ns: str, cmd: tuple[str, ...]) -> None:
     """Run CMD inside NS with its hosts and resolv.conf, like `ip netns exec`.

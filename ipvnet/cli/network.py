@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ipvnet.cli import complete
 from ipvnet.cli.common import Ctx, dry_run_option, pass_ctx, report
 from ipvnet.cli.render import echo_json, inspect_dict, ls_row, table
 from ipvnet.errors import IpvnetError
@@ -11,7 +12,15 @@ from ipvnet.errors import IpvnetError
 
 @click.group()
 def network() -> None:
-    """Manage networks (like `docker network`)."""
+    """Manage networks (like `docker network`).
+
+    \b
+    Examples:
+      ipvnet network create --subnet 192.168.20.0/24 -o parent=eth0.20 vlan20
+      ipvnet network ls
+      ipvnet network inspect vlan20
+      ipvnet network rm vlan20
+    """
 
 
 @network.command("create")
@@ -23,9 +32,9 @@ def network() -> None:
 @click.option("--aux-address", multiple=True, metavar="NAME=IP", help="Reserve an address so it is never handed out.")
 @click.option("--internal", is_flag=True, help="No default route in attached namespaces.")
 @click.option("--ipv6", is_flag=True, help="Enable IPv6; without an IPv6 --subnet a ULA /64 is picked.")
-@click.option("-o", "--opt", "options", multiple=True, metavar="KEY=VALUE",
+@click.option("-o", "--opt", "options", multiple=True, metavar="KEY=VALUE", shell_complete=complete.options,
               help="parent=IF[.VID], ipvlan_mode=l2|l3|l3s, ipvlan_flag=bridge|private|vepa, "
-                   "macvlan_mode=bridge|vepa|private|passthru, mtu=N.")
+                   "macvlan_mode=bridge|vepa|private|passthru, mtu=N, host_access=IP.")
 @click.option("--label", multiple=True, metavar="K=V", help="Metadata, shown by inspect.")
 @dry_run_option
 @click.argument("name")
@@ -64,7 +73,7 @@ def create(ctx: Ctx, name: str, driver: str, subnet: tuple[str, ...], gateway: t
 @network.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Detach attached namespaces first.")
 @dry_run_option
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.networks)
 @pass_ctx
 def rm(ctx: Ctx, names: tuple[str, ...], force: bool, dry_run: bool) -> None:
     """Remove networks, and the parent links ipvnet created for them.
@@ -114,7 +123,7 @@ def ls(ctx: Ctx, quiet: bool, fmt: str) -> None:
 
 
 @network.command("inspect")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.networks)
 @pass_ctx
 def inspect(ctx: Ctx, names: tuple[str, ...]) -> None:
     """Print networks as a JSON array in `docker network inspect`'s shape.

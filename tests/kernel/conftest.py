@@ -5,6 +5,7 @@ namespace and file a test makes lives there, so a capable host's real NICs
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 
@@ -37,20 +38,40 @@ def _sandbox() -> str | None:
     return None
 
 
-def _capable() -> str | None:
-    probe = [
-        ["ip", "link", "add", "kt-probe0", "type", "dummy"],
-        ["ip", "link", "add", "kt-probe1", "link", "kt-probe0", "type", "ipvlan", "mode", "l2"],
-        ["ip", "link", "add", "kt-probe0.9", "link", "kt-probe0", "type", "vlan", "id", "9"],
-    ]
+def _probe(cmds: list[list[str]], cleanup: list[str]) -> str | None:
     try:
-        for cmd in probe:
+        for cmd in cmds:
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
-                return f"kernel lacks {cmd[-3] if cmd[-2] == 'mode' else cmd[-1]}: {r.stderr.strip()}"
+                return f"kernel cannot `{' '.join(cmd[1:])}`: {r.stderr.strip()}"
     finally:
-        subprocess.run(["ip", "link", "del", "kt-probe0"], capture_output=True)
+        subprocess.run(cleanup, capture_output=True)
     return None
+
+
+@functools.cache
+def full_kernel() -> str | None:
+    """Why the kernel cannot run every test (dummy, ipvlan, 8021q), or None."""
+    return _probe(
+        [
+            ["ip", "link", "add", "kt-probe0", "type", "dummy"],
+            ["ip", "link", "add", "kt-probe1", "link", "kt-probe0", "type", "ipvlan", "mode", "l2"],
+            ["ip", "link", "add", "kt-probe0.9", "link", "kt-probe0", "type", "vlan", "id", "9"],
+        ],
+        ["ip", "link", "del", "kt-probe0"],
+    )
+
+
+@functools.cache
+def macvlan_kernel() -> str | None:
+    """Why the kernel cannot run the `hostkernel` tests (veth, macvlan), or None."""
+    return _probe(
+        [
+            ["ip", "link", "add", "kt-probe2", "type", "veth", "peer", "name", "kt-probe3"],
+            ["ip", "link", "add", "kt-probe4", "link", "kt-probe2", "type", "macvlan", "mode", "bridge"],
+        ],
+        ["ip", "link", "del", "kt-probe2"],
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -60,13 +81,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.kernel)
 
 
-@pytest.fixture(scope="session", autouse=True)
+def _refuse(why: str) -> None:
+    if os.environ.get("IPVNET_REQUIRE_KERNEL") == "1":
+        pytest.fail(f"kernel tests required but cannot run: {why}", pytrace=False)
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
 def sandbox() -> None:
-    why = _sandbox() or _capable()
+    why = _sandbox()
     if why:
-        if os.environ.get("IPVNET_REQUIRE_KERNEL") == "1":
-            pytest.fail(f"kernel tests required but cannot run: {why}", pytrace=False)
-        pytest.skip(why)
+        _refuse(why)
+
+
+@pytest.fixture(autouse=True)
+def kernel_features(request: pytest.FixtureRequest, sandbox: None) -> None:
+    """Tests marked `hostkernel` need only veth and macvlan (this host's kernel
+    has them); every other kernel test needs dummy, ipvlan and 8021q too."""
+    why = macvlan_kernel() if request.node.get_closest_marker("hostkernel") else full_kernel()
+    if why:
+        _refuse(why)
 
 
 def _wipe() -> None:
@@ -82,7 +116,7 @@ def _wipe() -> None:
 
 
 @pytest.fixture(autouse=True)
-def clean(sandbox: None, tmp_path, monkeypatch: pytest.MonkeyPatch):
+def clean(kernel_features: None, tmp_path, monkeypatch: pytest.MonkeyPatch):
     """Each test gets its own store and an empty sandbox, and leaves one behind."""
     state = tmp_path / "state"
     monkeypatch.setenv("IPVNET_STATE_DIR", str(state))
@@ -94,7 +128,12 @@ def clean(sandbox: None, tmp_path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def eth0() -> str:
-    """A dummy link named like a host NIC, inside the sandbox: the stand-in parent."""
-    subprocess.run(["ip", "link", "add", "eth0", "type", "dummy"], check=True)
+    """A link named like a host NIC, inside the sandbox: the stand-in parent.
+    A dummy where the kernel has them, else one end of a veth pair."""
+    if full_kernel() is None:
+        subprocess.run(["ip", "link", "add", "eth0", "type", "dummy"], check=True)
+    else:
+        subprocess.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"], check=True)
+        subprocess.run(["ip", "link", "set", "eth0p", "up"], check=True)
     subprocess.run(["ip", "link", "set", "eth0", "up"], check=True)
     return "eth0"

@@ -313,18 +313,6 @@ def test_rm_refuses_while_attached_then_force(eth0):
     assert ns_links("u1") == {"lo"} and link("eth0.150") is None
 
 
-def test_macvlan_attach_on_host_kernel_features(eth0):
-    ok("network", "create", "-d", "macvlan", "--subnet", "10.160.0.0/24", "-o", "parent=eth0", "mac")
-    netns_add("mv1")
-    netns_add("mv2")
-    ok("attach", "--mac", "02:00:00:00:00:aa", "mv1", "mac")
-    ok("attach", "mv2", "mac")
-    li = link("eth0", "mv1")
-    assert li["linkinfo"]["info_kind"] == "macvlan" and li["address"] == "02:00:00:00:00:aa"
-    assert link("eth0", "mv2")["address"] != li["address"]
-    assert ping("mv1", "mv2")
-
-
 def test_kernel_rejects_duplicate_address_clearly(eth0):
     """The kernel refuses an address a sibling on the same parent holds (a
     second guard behind IPAM): here the sibling was made by hand."""
