@@ -105,6 +105,9 @@ class Service:
         self.dry_run = dry_run
         self.trace = trace
         self._engine: Any = None
+        self._batch: State | None = None
+        self._batch_journals: list[Journal] = []
+        self._batch_dirty = False
         # Long operations report each step here (a progress bar on a terminal).
         self.progress: Progress = progress or no_progress
         fault.reset()
@@ -148,8 +151,44 @@ class Service:
     def transaction(self, what: str) -> Iterator[State]:
         if not self.dry_run:
             require_root(what)
+        if self._batch is not None:
+            # Inside batch(): the lock is held and the state loaded once. A
+            # failed step must leave the shared state as it found it;
+            # networks are immutable, so a shallow copy is a full snapshot.
+            state = self._batch
+            snapshot = (dict(state.networks), state.seq, state.boot_id)
+            try:
+                yield state
+            except BaseException:
+                state.networks, state.seq, state.boot_id = dict(snapshot[0]), snapshot[1], snapshot[2]
+                raise
+            return
         with self.store.locked(exclusive=True):
             yield self.store.load()
+
+    @contextlib.contextmanager
+    def batch(self, what: str) -> Iterator[State]:
+        """Many steps under one lock, one store load and one store write.
+
+        Each step still journals and rolls back on its own; the journals of
+        completed steps are kept until the single store write, so a crash in
+        between is undone by `check --repair` instead of leaking links. The
+        store is written even when a step fails: the steps before it are real.
+        """
+        if not self.dry_run:
+            require_root(what)
+        with self.store.locked(exclusive=True):
+            state = self._batch = self.store.load()
+            self._batch_journals = []
+            self._batch_dirty = False
+            try:
+                yield state
+            finally:
+                self._batch = None
+                if self._batch_dirty:
+                    self.store.save(state)
+                for j in self._batch_journals:
+                    j.end()
 
     def _commit(
         self, state: State, ops: list[Op], after_kernel: Callable[[], None] | None = None, command: str = ""
@@ -169,12 +208,19 @@ class Service:
                 if after_kernel is not None:
                     after_kernel()
                 fault.point("store")
-                self.store.save(state)
+                if self._batch is None:
+                    self.store.save(state)
             except BaseException:
                 self.engine.rollback(ops)
                 raise
-        finally:
+        except BaseException:
             journal.end()
+            raise
+        if self._batch is None:
+            journal.end()
+        else:
+            self._batch_journals.append(journal)
+            self._batch_dirty = True
 
     # -- networks ----------------------------------------------------------
 
@@ -403,6 +449,8 @@ class Service:
                 self.names.sync_network(net)
                 self.names.settle_ns(ns, [n for n in networks_of(state, ns) if n.name != net.name])
                 raise
+            finally:
+                self.engine.forget(ns)  # a batch may touch thousands of namespaces: one socket at a time
             res.endpoint = state.networks[net.name].endpoints[ns]
             return res
 
@@ -434,7 +482,45 @@ class Service:
                 ),
                 command=f"detach {ns} {net.name}",
             )
+            self.engine.forget(ns)
             return res
+
+    def apply(self, text: str, path: str, prune: bool = False) -> list[Any]:
+        """Make store and kernel match a declarative file, in one lock; returns the actions."""
+        from ipvnet import apply as ap
+
+        specs = {s.name: s for s in ap.parse_spec(text, path)}
+        with self.batch("apply") as state:
+            actions = ap.diff(list(specs.values()), state.networks, prune)
+            if self.dry_run:
+                return actions
+            done = 0
+            with self.progress(len(actions), "apply") as advance:
+                for a in actions:
+                    try:
+                        self._apply_one(a, specs)
+                    except IpvnetError as e:
+                        e.message = f"{a.describe()}: {e.message}"
+                        e.hint = (e.hint + "; " if e.hint else "") + f"{done} of {len(actions)} changes were applied"
+                        raise
+                    done += 1
+                    advance()
+            return actions
+
+    def _apply_one(self, a: Any, specs: dict[str, Any]) -> None:
+        if a.kind == "rm":
+            self._remove_network(a.network, force=True)
+        elif a.kind == "detach":
+            self.detach(a.ns, a.network)
+        elif a.kind == "create":
+            sp = specs[a.network]
+            self.create_network(
+                sp.name, sp.driver, sp.subnets, sp.gateways, sp.ip_ranges, sp.aux_addresses, sp.internal, sp.ipv6,
+                tuple(f"{k}={v}" for k, v in sp.options.items()), sp.labels,
+            )
+        else:
+            n = next(x for x in specs[a.network].namespaces if x.ns == a.ns)
+            self.attach(a.ns, a.network, n.ip, n.ip6, n.ifname, n.aliases, n.gw_priority, create=True)
 
     def check(self, repair: bool = False) -> tuple[list[Any], list[str]]:
         """Drift between store and kernel; with repair, fix what can be fixed.

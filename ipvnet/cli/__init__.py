@@ -44,6 +44,7 @@ from ipvnet.cli import namespaces, network, reliability, system  # noqa: E402
 
 cli.add_command(network.network)
 for _cmd in (
+    namespaces.apply_,
     namespaces.attach,
     namespaces.detach,
     namespaces.run_ns,

@@ -48,3 +48,8 @@ def options(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> li
     else:
         values = OPTION_VALUES.get(key, ())
     return [CompletionItem(f"{key}={v}") for v in values if v.startswith(value)]
+
+
+def attach_targets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """`attach NS... NETWORK`: namespaces, and networks (the last word)."""
+    return namespaces(ctx, param, incomplete) + networks(ctx, param, incomplete)

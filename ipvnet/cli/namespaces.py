@@ -9,10 +9,9 @@ from ipvnet.cli.common import Ctx, dry_run_option, pass_ctx, report
 
 
 @click.command("attach")
-@click.argument("ns", shell_complete=complete.namespaces)
-@click.argument("network", shell_complete=complete.networks)
-@click.option("--ip", metavar="IP", help="Static IPv4 address (default: lowest free).")
-@click.option("--ip6", metavar="IP", help="Static IPv6 address (default: lowest free, if the network has IPv6).")
+@click.argument("targets", nargs=-1, required=True, metavar="NS... NETWORK", shell_complete=complete.attach_targets)
+@click.option("--ip", metavar="IP", help="Static IPv4 address (default: lowest free). One NS only.")
+@click.option("--ip6", metavar="IP", help="Static IPv6 address (default: lowest free, if the network has IPv6). One NS only.")
 @click.option("--ifname", metavar="IF", help="Interface name inside NS (default: eth0, then the lowest free ethN).")
 @click.option("--alias", "aliases", multiple=True, metavar="NAME", help="Extra name peers resolve to this namespace.")
 @click.option("--gw-priority", type=int, default=0, show_default=True,
@@ -21,13 +20,14 @@ from ipvnet.cli.common import Ctx, dry_run_option, pass_ctx, report
 @click.option("--create", is_flag=True, help="Create NS (like `ip netns add`) if it does not exist.")
 @dry_run_option
 @pass_ctx
-def attach(ctx: Ctx, ns: str, network: str, ip: str | None, ip6: str | None, ifname: str | None,
+def attach(ctx: Ctx, targets: tuple[str, ...], ip: str | None, ip6: str | None, ifname: str | None,
            aliases: tuple[str, ...], gw_priority: int, mac: str | None, create: bool, dry_run: bool) -> None:
     """Attach namespace NS to NETWORK (like `docker network connect`).
 
     NS gets an ipvlan/macvlan link (eth0, eth1, ...), an address per family, a
     default route (L2: via the gateway; L3: `default dev eth0`; none if internal)
-    and /etc/netns/NS/hosts naming every peer.
+    and /etc/netns/NS/hosts naming every peer. Several namespaces may be given
+    before NETWORK: they are attached in one process under one lock.
 
     \b
     Examples:
@@ -35,14 +35,69 @@ def attach(ctx: Ctx, ns: str, network: str, ip: str | None, ip6: str | None, ifn
       ipvnet attach --create --ip 192.168.20.10 ns2 vlan20
       ipvnet attach --ip 10.1.1.10 --ip6 2001:db8:50::10 ns3 dual
       ipvnet attach --gw-priority 10 --alias web ns1 vlan30
+      ipvnet attach --create web1 web2 web3 vlan20
     """
+    from ipvnet.errors import InvalidArgument
+
+    if len(targets) < 2:
+        raise click.UsageError("give at least one namespace and then the network: attach NS... NETWORK")
+    *namespaces, network = targets
+    if len(namespaces) > 1 and (ip or ip6 or ifname or mac or aliases):
+        raise InvalidArgument("--ip, --ip6, --ifname, --mac and --alias apply to one namespace",
+                              "attach namespaces with their own options one at a time")
     with ctx.service(dry_run) as svc:
-        res = svc.attach(ns, network, ip, ip6, ifname, aliases, gw_priority, create, mac)
-    report(res, dry_run)
-    if not dry_run and res.endpoint is not None:
-        ep = res.endpoint
-        addrs = " ".join(str(a) for a in ep.addresses())
-        click.echo(f"{ns} {ep.ifname} {addrs}".rstrip())
+        if len(namespaces) == 1:
+            results = [svc.attach(namespaces[0], network, ip, ip6, ifname, aliases, gw_priority, create, mac)]
+        else:
+            with svc.batch("attach"):
+                results = [svc.attach(ns, network, None, None, None, (), gw_priority, create) for ns in namespaces]
+    for res in results:
+        report(res, dry_run)
+        if not dry_run and res.endpoint is not None:
+            ep = res.endpoint
+            addrs = " ".join(str(a) for a in ep.addresses())
+            click.echo(f"{ep.ns} {ep.ifname} {addrs}".rstrip())
+
+
+@click.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--prune", is_flag=True, help="Also detach and remove what the file no longer lists.")
+@dry_run_option
+@pass_ctx
+def apply_(ctx: Ctx, file: str, prune: bool, dry_run: bool) -> None:
+    """Make networks and attachments match FILE (TOML), in one process and one lock.
+
+    Idempotent: a second apply changes nothing. Missing namespaces are created.
+    A namespace whose address, aliases or priority changed is reattached. An
+    existing network that differs from the file is an error (ipvnet does not
+    change networks in place). See the README for the file's format.
+
+    \b
+    Examples:
+      ipvnet apply site.toml
+      ipvnet apply --dry-run site.toml
+      ipvnet apply --prune site.toml
+    """
+    import sys
+
+    from ipvnet.errors import NotFound
+
+    try:
+        if file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(file, encoding="utf-8") as f:
+                text = f.read()
+    except FileNotFoundError:
+        raise NotFound(f"file {file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise NotFound(f"cannot read {file}: {e}") from None
+    with ctx.service(dry_run) as svc:
+        actions = svc.apply(text, file, prune)
+    for a in actions:
+        click.echo(a.describe())
+    if not actions:
+        click.echo("# nothing to change")
 
 
 @click.command("detach")

@@ -1,0 +1,228 @@
+"""`ipvnet apply FILE.toml`: a declarative file of networks and attachments.
+
+Pure: parse and validate the file, then diff it against the store into an
+ordered list of actions. The service runs them in one process under one
+lock. The file's shape (every key but the names is optional):
+
+    [networks.vlan20]
+    driver = "ipvlan"                      # or "macvlan"
+    subnets = ["192.168.20.0/24"]
+    gateways = ["192.168.20.1"]
+    ip_ranges = []
+    aux_addresses = { router = "192.168.20.2" }
+    internal = false
+    ipv6 = false
+    options = { parent = "eth0.20", ipvlan_mode = "l2" }
+    labels = { team = "net" }
+
+    [networks.vlan20.namespaces.ns1]       # created if missing
+    ip = "192.168.20.10"
+    ip6 = "2001:db8::10"
+    aliases = ["web"]
+    gw_priority = 0
+    ifname = "eth0"
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ipvnet.errors import Conflict, InvalidArgument
+from ipvnet.model import (
+    Network,
+    normalize_options,
+    parse_address,
+    parse_network,
+    validate_ifname,
+    validate_name,
+)
+
+NET_KEYS = {"driver", "subnets", "gateways", "ip_ranges", "aux_addresses", "internal", "ipv6", "options", "labels",
+            "namespaces"}
+NS_KEYS = {"ip", "ip6", "aliases", "gw_priority", "ifname"}
+
+
+@dataclass(frozen=True)
+class NsSpec:
+    ns: str
+    ip: str | None = None
+    ip6: str | None = None
+    aliases: tuple[str, ...] = ()
+    gw_priority: int = 0
+    ifname: str | None = None
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    name: str
+    driver: str = "ipvlan"
+    subnets: tuple[str, ...] = ()
+    gateways: tuple[str, ...] = ()
+    ip_ranges: tuple[str, ...] = ()
+    aux_addresses: tuple[str, ...] = ()
+    internal: bool = False
+    ipv6: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+    namespaces: tuple[NsSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # "create", "rm", "attach", "detach"
+    network: str
+    ns: str = ""
+    why: str = ""
+
+    def describe(self) -> str:
+        sign = {"create": "+ network", "rm": "- network", "attach": "+ attach", "detach": "- detach"}[self.kind]
+        who = f" {self.ns}" if self.ns else ""
+        return f"{sign}{who} {self.network}" + (f"  ({self.why})" if self.why else "")
+
+
+def _typed(where: str, key: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(value, kind):
+        raise InvalidArgument(f"{where}: {key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
+    _typed(where, key, value, list)
+    for v in value:
+        _typed(where, key, v, str)
+    return tuple(value)
+
+
+def parse_spec(text: str, path: str) -> list[NetSpec]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidArgument(f"{path} is not valid TOML: {e}") from None
+    unknown = set(data) - {"networks"}
+    if unknown:
+        raise InvalidArgument(f"{path}: unknown top-level key {sorted(unknown)[0]!r}", "only [networks.NAME] tables")
+    out = []
+    for name, nd in _typed(path, "networks", data.get("networks", {}), dict).items():
+        where = f"{path}: network {name}"
+        validate_name(name, "network name")
+        _typed(where, "table", nd, dict)
+        bad = set(nd) - NET_KEYS
+        if bad:
+            raise InvalidArgument(f"{where}: unknown key {sorted(bad)[0]!r}", f"valid keys: {', '.join(sorted(NET_KEYS))}")
+        driver = _typed(where, "driver", nd.get("driver", "ipvlan"), str)
+        options = {k: str(_typed(where, f"options.{k}", v, (str, int))) for k, v in nd.get("options", {}).items()}
+        normalize_options(driver, options)  # validate early, with the file named on error
+        namespaces = []
+        for ns, sd in _typed(where, "namespaces", nd.get("namespaces", {}), dict).items():
+            nwhere = f"{where} namespace {ns}"
+            validate_name(ns, "namespace name")
+            _typed(nwhere, "table", sd, dict)
+            bad = set(sd) - NS_KEYS
+            if bad:
+                raise InvalidArgument(f"{nwhere}: unknown key {sorted(bad)[0]!r}", f"valid keys: {', '.join(sorted(NS_KEYS))}")
+            for a in _strings(nwhere, "aliases", sd.get("aliases", [])):
+                validate_name(a, "alias")
+            if "ifname" in sd:
+                validate_ifname(_typed(nwhere, "ifname", sd["ifname"], str))
+            namespaces.append(
+                NsSpec(
+                    ns,
+                    _typed(nwhere, "ip", sd["ip"], str) if "ip" in sd else None,
+                    _typed(nwhere, "ip6", sd["ip6"], str) if "ip6" in sd else None,
+                    _strings(nwhere, "aliases", sd.get("aliases", [])),
+                    _typed(nwhere, "gw_priority", sd.get("gw_priority", 0), int),
+                    sd.get("ifname"),
+                )
+            )
+        aux = _typed(where, "aux_addresses", nd.get("aux_addresses", {}), dict)
+        labels = _typed(where, "labels", nd.get("labels", {}), dict)
+        out.append(
+            NetSpec(
+                name=name,
+                driver=driver,
+                subnets=_strings(where, "subnets", nd.get("subnets", [])),
+                gateways=_strings(where, "gateways", nd.get("gateways", [])),
+                ip_ranges=_strings(where, "ip_ranges", nd.get("ip_ranges", [])),
+                aux_addresses=tuple(f"{k}={v}" for k, v in aux.items()),
+                internal=bool(_typed(where, "internal", nd.get("internal", False), bool)),
+                ipv6=bool(_typed(where, "ipv6", nd.get("ipv6", False), bool)),
+                options=options,
+                labels=tuple(f"{k}={v}" for k, v in labels.items()),
+                namespaces=tuple(namespaces),
+            )
+        )
+    return out
+
+
+def network_matches(spec: NetSpec, net: Network) -> str | None:
+    """Why the existing network differs from the file (None when it matches).
+    Defaults the store filled in (a picked pool, a gateway) count as matching."""
+    if spec.driver != net.driver:
+        return f"driver {net.driver}, file says {spec.driver}"
+    want = normalize_options(spec.driver, dict(spec.options))
+    have = dict(net.options)
+    if "parent" not in want:
+        have.pop("parent", None)
+    if want != have:
+        return f"options {have}, file says {want}"
+    stored = {str(s.subnet) for s in net.subnets}
+    given = {str(parse_network(s)) for s in spec.subnets}
+    if not given <= stored:
+        return f"subnets {sorted(stored)}, file says {sorted(given)}"
+    for version in (4, 6):
+        g = {s for s in given if ipaddress.ip_network(s).version == version}
+        st = {s for s in stored if ipaddress.ip_network(s).version == version}
+        if g and g != st:
+            return f"IPv{version} subnets {sorted(st)}, file says {sorted(g)}"
+    return None
+
+
+def endpoint_matches(spec: NsSpec, net: Network) -> bool:
+    ep = net.endpoints.get(spec.ns)
+    if ep is None:
+        return False
+    if spec.ip is not None and (ep.ipv4 is None or ep.ipv4.ip != parse_address(spec.ip)):
+        return False
+    if spec.ip6 is not None and (ep.ipv6 is None or ep.ipv6.ip != parse_address(spec.ip6)):
+        return False
+    return (
+        tuple(spec.aliases) == ep.aliases
+        and spec.gw_priority == ep.gw_priority
+        and (spec.ifname is None or spec.ifname == ep.ifname)
+    )
+
+
+def diff(specs: list[NetSpec], networks: dict[str, Network], prune: bool) -> list[Action]:
+    """Ordered actions: detaches and removals first (they free addresses), then creations and attaches."""
+    names = {s.name for s in specs}
+    removals: list[Action] = []
+    adds: list[Action] = []
+    for spec in specs:
+        net = networks.get(spec.name)
+        if net is None:
+            adds.append(Action("create", spec.name))
+            adds.extend(Action("attach", spec.name, n.ns) for n in spec.namespaces)
+            continue
+        why = network_matches(spec, net)
+        if why:
+            raise Conflict(
+                f"network {spec.name} exists and differs from the file: {why}",
+                "ipvnet does not change a network in place; remove it or rename it in the file",
+            )
+        listed = {n.ns for n in spec.namespaces}
+        for n in spec.namespaces:
+            if n.ns in net.endpoints and not endpoint_matches(n, net):
+                removals.append(Action("detach", spec.name, n.ns, "changed"))
+                adds.append(Action("attach", spec.name, n.ns, "changed"))
+            elif n.ns not in net.endpoints:
+                adds.append(Action("attach", spec.name, n.ns))
+        if prune:
+            removals.extend(
+                Action("detach", spec.name, ns, "not in the file") for ns in sorted(net.endpoints) if ns not in listed
+            )
+    if prune:
+        removals.extend(Action("rm", name, why="not in the file") for name in sorted(networks) if name not in names)
+    return removals + adds
