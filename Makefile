@@ -3,7 +3,7 @@
 # kernel: directly when this host has one, otherwise in a User-Mode Linux guest.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-APT_PKGS := user-mode-linux kmod iproute2 iputils-ping
+APT_PKGS := user-mode-linux kmod iproute2 iputils-ping containernetworking-plugins
 
 .PHONY: install deps test unit kernel lint clean bench
 
@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 # System packages the kernel tests need; installed only when missing.

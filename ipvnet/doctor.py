@@ -8,10 +8,10 @@ namespace and delete the namespace again.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 
 from ipvnet import netns
+from ipvnet.model import random_hex
 
 
 @dataclass
@@ -34,7 +34,7 @@ def probe() -> list[Check]:
         return checks
     from ipvnet.engine import Engine
 
-    ns = f"ipvnet-doctor-{secrets.token_hex(3)}"
+    ns = f"ipvnet-doctor-{random_hex(3)}"
     try:
         netns.create(ns)
     except OSError as e:

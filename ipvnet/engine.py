@@ -116,6 +116,7 @@ class Engine:
 
     def __init__(self, trace: Callable[[str], None] | None = None) -> None:
         self._sockets: dict[str | None, Any] = {}
+        self._indexes: dict[tuple[str | None, str], int] = {}
         self.trace = trace
 
     # -- sockets ---------------------------------------------------------
@@ -136,6 +137,7 @@ class Engine:
         return sock
 
     def forget(self, ns: str) -> None:
+        self._indexes = {k: v for k, v in self._indexes.items() if k[0] != ns}
         sock = self._sockets.pop(ns, None)
         if sock is not None:
             sock.close()
@@ -202,12 +204,27 @@ class Engine:
         """Apply ops in order; on failure undo the completed ones and re-raise."""
         done: list[Op] = []
         try:
-            for op in ops:
-                fault.point(op.action, op.describe())
-                self.apply(op)
-                done.append(op)
-                if advance is not None:
-                    advance()
+            i = 0
+            while i < len(ops):
+                op = ops[i]
+                if op.action == "sysctl" and op.ns is not None:
+                    # Consecutive sysctls in one namespace share one setns round trip.
+                    group = [op]
+                    while i + len(group) < len(ops) and ops[i + len(group)].action == "sysctl" and \
+                            ops[i + len(group)].ns == op.ns:
+                        group.append(ops[i + len(group)])
+                    for g in group:
+                        fault.point(g.action, g.describe())
+                    self._sysctls(op.ns, group)
+                else:
+                    group = [op]
+                    fault.point(op.action, op.describe())
+                    self.apply(op)
+                for g in group:
+                    done.append(g)
+                    if advance is not None:
+                        advance()
+                i += len(group)
         except BaseException as e:
             leftovers = self.rollback(done)
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -263,11 +280,27 @@ class Engine:
         getattr(self, f"_do_{op.action}")(op.ns, **op.args)
 
     def _index(self, ns: str | None, name: str) -> int:
-        idx = self.ipr(ns).link_lookup(ifname=name)
-        if not idx:
+        """Link index by name, cached for the life of this engine: only this
+        process changes the links it looks up while it holds the store lock,
+        and it keeps the cache right on rename and delete."""
+        key = (ns, name)
+        idx = self._indexes.get(key)
+        if idx is not None:
+            return idx
+        found = self.ipr(ns).link_lookup(ifname=name)
+        if not found:
             where = f" in namespace {ns}" if ns else ""
             raise NotFound(f"link {name!r} does not exist{where}")
-        return idx[0]
+        self._indexes[key] = found[0]
+        return found[0]
+
+    def _sysctls(self, ns: str, ops: list[Op]) -> None:
+        if self.trace:
+            for op in ops:
+                self.trace(op.describe())
+        with netns.entered(ns):
+            for op in ops:
+                _write_sysctl(f"/proc/sys/net/{op.args['key']}", op.args["value"])
 
     def _do_netns_add(self, _ns: None, name: str) -> None:
         try:
@@ -314,11 +347,14 @@ class Engine:
             self.ipr(ns).link("del", index=self._index(ns, name))
         except NotFound:
             return  # already gone is done
+        finally:
+            self._indexes.pop((ns, name), None)
 
     def _do_link_set(self, ns: str | None, name: str, **a: Any) -> None:
         spec: dict[str, Any] = {"index": self._index(ns, name)}
         if "new_name" in a:
             spec["ifname"] = a["new_name"]
+            self._indexes.pop((ns, name), None)  # re-learnt under the new name on next use
         if "mtu" in a:
             spec["mtu"] = a["mtu"]
         if "up" in a:

@@ -7,7 +7,6 @@ an address is removing the endpoint — there is no second ledger to leak from.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +53,8 @@ def ula_prefix(seed: str) -> ipaddress.IPv6Network:
     Derived, not random, so that the same host hands out the same prefixes
     after a store is rebuilt; Docker v27 derives its pool from the host too.
     """
+    import hashlib  # only `network create --ipv6` needs it: keep it off the attach path
+
     gid = hashlib.sha256(seed.encode()).digest()[:5]
     return ipaddress.IPv6Network((int.from_bytes(b"\xfd" + gid, "big") << 80, 48))
 

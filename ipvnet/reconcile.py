@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ipvnet import names, netns
-from ipvnet.model import PARENT_EXISTING, Network
+from ipvnet.model import PARENT_EXISTING, Network, random_hex
 from ipvnet.plan import (
     Op,
     host_link_name,
@@ -191,7 +190,7 @@ def _namespace_drift(ns: str, atts: list[tuple[Network, Any]], engine: Any) -> l
         else:
             what = f"link {ep.ifname} of {ns} on network {net.name} is missing"
         # Routes are settled below, once every link is back.
-        attach_ops = plan_attach(net, ep, "ipv" + secrets.token_hex(4), [], create_ns=False)
+        attach_ops = plan_attach(net, ep, "ipv" + random_hex(4), [], create_ns=False)
         ops.extend(op for op in attach_ops if op.action not in ("route_add", "route_del"))
         out.append(Drift("missing-link", f"{ns}/{net.name}", what, f"recreate {ep.ifname} with its addresses", ops))
         restored.append((net, ep))

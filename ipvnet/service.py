@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import ipaddress
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +30,7 @@ from ipvnet.model import (
     normalize_options,
     parse_key_values,
     parse_parent,
+    random_hex,
     validate_ifname,
     validate_name,
 )
@@ -243,7 +243,7 @@ class Service:
         with self.transaction("network create") as state:
             if name in state.networks:
                 raise Conflict(f"network {name!r} already exists", "choose another name or remove it first")
-            net_id = secrets.token_hex(32)
+            net_id = random_hex(32)
             others = list(state.networks.values())
             res = Result()
             parent_exists = False
@@ -415,7 +415,7 @@ class Service:
             ep = Endpoint(
                 ns=ns,
                 ifname=next_ifname(taken, ifname),
-                endpoint_id=secrets.token_hex(32),
+                endpoint_id=random_hex(32),
                 seq=state.seq + 1,
                 ipv4=v4,
                 ipv6=v6,
@@ -424,7 +424,7 @@ class Service:
                 gw_priority=gw_priority,
                 created_ns=_created_ns or (create and not ns_exists),
             )
-            tmp = "ipv" + secrets.token_hex(4)
+            tmp = "ipv" + random_hex(4)
             res = Result(network=net, endpoint=ep)
             res.ops = plan_attach(net, ep, tmp, existing, create_ns=not ns_exists, ipv6_available=ipv6_available())
             if self.dry_run:
@@ -638,7 +638,7 @@ def reserve_host_access(subnets: list[SubnetConfig], opts: dict[str, str], drive
 
 
 def random_mac() -> str:
-    b = bytearray(secrets.token_bytes(6))
+    b = bytearray(os.urandom(6))
     b[0] = (b[0] & 0xFE) | 0x02  # unicast, locally administered
     return ":".join(f"{x:02x}" for x in b)
 

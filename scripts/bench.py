@@ -1,28 +1,71 @@
 #!/usr/bin/env python3
-"""Attach/detach timing on a real ipvlan kernel (run in the UML guest by
-`make bench`, or directly as root on a capable host).
+"""ipvnet side by side with iproute2 and the CNI reference plugins.
 
-Works in a sandbox (fresh network and mount namespace, tmpfs over
-/run/netns, /etc/netns and the state dir) with a dummy `eth0` as parent, so
-nothing it makes is visible outside. Prints and writes JSON.
+`make bench` runs `kernel` inside the UML guest (or directly as root on a
+host with ipvlan, 8021q and dummy) and `host` on this machine, then `report`
+merges both into bench-results.json and bench-results.md.
+
+kernel: per-namespace attach and teardown cost on one L2 ipvlan network with
+an 802.1q parent on a dummy `eth0`, for N namespaces, for each peer:
+  iproute2   one bash process running `ip` commands (as a script would)
+  cni        /usr/lib/cni/ipvlan + host-local through the CNI protocol
+  cli        `ipvnet attach` / `ipvnet detach`, one process per namespace
+  apply      `ipvnet apply FILE` (and `apply --prune`): one process for all N
+  service    ipvnet's service layer in-process (store, hosts files, journal)
+  engine     ipvnet's planner + netlink engine in-process (no store)
+  floor      a bare pyroute2 loop doing the minimum, namespaces entered without a fork
+Namespaces are made beforehand by `ip netns add` and are not timed: every
+peer is timed for the attach and the teardown (link delete, address release)
+only. A peer's numbers count only after two of its namespaces ping each other.
+Everything happens in a sandbox (fresh network and mount namespace).
+
+host: cold start of the read path against `python3 -c pass`, no root.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
-from ipvnet import netns  # noqa: E402
+CNI_DIR = "/usr/lib/cni"
+SLOW = ("iproute2", "cni", "cli")
 
 
-def sandbox() -> None:
+def stats(xs: list[float]) -> dict[str, float]:
+    xs = sorted(xs)
+    return {
+        "n": len(xs),
+        "median_ms": round(statistics.median(xs) * 1000, 2),
+        "p90_ms": round(xs[min(len(xs) - 1, max(0, int(round(len(xs) * 0.9)) - 1))] * 1000, 2),
+    }
+
+
+def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+
+
+def ipvnet_cmd() -> list[str]:
+    script = os.path.join(os.path.dirname(sys.executable), "ipvnet")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "ipvnet"]
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+def sandbox() -> str:
+    from ipvnet import netns
+
     c = netns.libc()
     if c.unshare(netns.CLONE_NEWNS | netns.CLONE_NEWNET) != 0:
         raise SystemExit("bench: unshare failed (run as root)")
@@ -34,58 +77,478 @@ def sandbox() -> None:
     os.environ["IPVNET_STATE_DIR"] = state
     for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "eth0", "type", "dummy"],
                 ["ip", "link", "set", "eth0", "up"]):
-        subprocess.run(cmd, check=True)
+        run(cmd)
+    return state
 
 
-def stats(xs: list[float]) -> dict[str, float]:
-    xs = sorted(xs)
-    return {
-        "n": len(xs),
-        "median_ms": round(statistics.median(xs) * 1000, 1),
-        "p90_ms": round(xs[max(0, int(len(xs) * 0.9) - 1)] * 1000, 1),
-    }
+class Case:
+    """One peer at one N: a vlan parent, a /16, N namespaces made beforehand."""
+
+    def __init__(self, peer: str, n: int, index: int) -> None:
+        self.peer, self.n = peer, n
+        self.vid = 100 + index
+        self.parent = f"eth0.{self.vid}"
+        self.net = f"b{index}"
+        self.subnet = ipaddress.ip_network(f"10.{self.vid % 250}.0.0/16")
+        self.gateway = str(self.subnet[1])
+        self.names = [f"{peer[:3]}{index}x{i}" for i in range(n)]
+        self.addrs = [str(self.subnet[2 + i]) for i in range(n)]
+
+    def setup(self, with_parent: bool) -> None:
+        if with_parent:
+            run(["ip", "link", "add", "link", "eth0", "name", self.parent, "type", "vlan", "id", str(self.vid)])
+            run(["ip", "link", "set", self.parent, "up"])
+        # One `ip -batch` to make the namespaces: not part of any peer's cost.
+        script = "".join(f"netns add {ns}\n" for ns in self.names)
+        subprocess.run(["ip", "-batch", "-"], input=script, text=True, check=True)
+
+    def verified(self) -> bool | None:
+        if self.n < 2:
+            return None
+        cmd = ["ip", "netns", "exec", self.names[0], "ping", "-c1", "-W2", self.addrs_of(self.names[1])]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+    def addrs_of(self, ns: str) -> str:
+        out = run(["ip", "-j", "-n", ns, "addr", "show", "dev", "eth0"]).stdout
+        for a in json.loads(out)[0]["addr_info"]:
+            if a["family"] == "inet":
+                return a["local"]
+        raise RuntimeError(f"{ns} has no address")
+
+    def cleanup(self) -> None:
+        script = "".join(f"netns del {ns}\n" for ns in self.names)
+        subprocess.run(["ip", "-force", "-batch", "-"], input=script, text=True, capture_output=True)
+        subprocess.run(["ip", "link", "del", self.parent], capture_output=True)
 
 
-def timed(cmd: list[str]) -> float:
+def bench_iproute2(c: Case) -> tuple[list[float], list[float], bool | None]:
+    c.setup(with_parent=True)
+    plen = c.subnet.prefixlen
+    lines = ["set -e"]
+    for i, (ns, ip) in enumerate(zip(c.names, c.addrs, strict=True)):
+        lines += [
+            "t0=$EPOCHREALTIME",
+            f"ip link add tmp{i} link {c.parent} type ipvlan mode l2",
+            f"ip link set tmp{i} netns {ns}",
+            f"ip -n {ns} link set tmp{i} name eth0",
+            f"ip -n {ns} addr add {ip}/{plen} dev eth0",
+            f"ip -n {ns} link set eth0 up",
+            f"ip -n {ns} link set lo up",
+            f"ip -n {ns} route add default via {c.gateway}",
+            'echo "$t0 $EPOCHREALTIME"',
+        ]
+    att = _times(run(["bash", "-c", "\n".join(lines)]).stdout)
+    ok = c.verified()
+    lines = ["set -e"] + [x for ns in c.names for x in ("t0=$EPOCHREALTIME", f"ip -n {ns} link del eth0",
+                                                          'echo "$t0 $EPOCHREALTIME"')]
+    det = _times(run(["bash", "-c", "\n".join(lines)]).stdout)
+    c.cleanup()
+    return att, det, ok
+
+
+def _times(out: str) -> list[float]:
+    return [float(b) - float(a) for a, b in (line.split() for line in out.splitlines())]
+
+
+def bench_cni(c: Case) -> tuple[list[float], list[float], bool | None]:
+    c.setup(with_parent=True)
+    data = tempfile.mkdtemp(prefix="cni-ipam-")
+    conf = json.dumps({
+        "cniVersion": "1.0.0", "name": f"bench{c.vid}", "type": "ipvlan", "master": c.parent, "mode": "l2",
+        "ipam": {"type": "host-local", "subnet": str(c.subnet), "gateway": c.gateway, "dataDir": data,
+                 "routes": [{"dst": "0.0.0.0/0"}]},
+    })
+
+    def call(cmd: str, ns: str) -> float:
+        env = {"CNI_COMMAND": cmd, "CNI_CONTAINERID": ns, "CNI_NETNS": f"/run/netns/{ns}", "CNI_IFNAME": "eth0",
+               "CNI_PATH": CNI_DIR, "PATH": os.environ.get("PATH", "")}
+        t = time.perf_counter()
+        r = subprocess.run([os.path.join(CNI_DIR, "ipvlan")], input=conf, env=env, capture_output=True, text=True)
+        dt = time.perf_counter() - t
+        if r.returncode != 0:
+            raise RuntimeError(f"CNI {cmd} {ns}: {r.stdout} {r.stderr}")
+        return dt
+
+    att = [call("ADD", ns) for ns in c.names]
+    for ns in c.names:  # CNI leaves lo down: the other peers bring it up untimed too
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    ok = c.verified()
+    det = [call("DEL", ns) for ns in c.names]
+    c.cleanup()
+    shutil.rmtree(data, ignore_errors=True)
+    return att, det, ok
+
+
+def _create_network(c: Case) -> None:
+    run([*ipvnet_cmd(), "network", "create", "--subnet", str(c.subnet), "-o", f"parent={c.parent}", c.net])
+
+
+def _remove_network(c: Case) -> None:
+    run([*ipvnet_cmd(), "network", "rm", "--force", c.net])
+
+
+def bench_cli(c: Case) -> tuple[list[float], list[float], bool | None]:
+    c.setup(with_parent=False)
+    _create_network(c)
+    cmd = ipvnet_cmd()
+
+    def timed(args: list[str]) -> float:
+        t = time.perf_counter()
+        run([*cmd, *args])
+        return time.perf_counter() - t
+
+    att = [timed(["attach", ns, c.net]) for ns in c.names]
+    ok = c.verified()
+    det = [timed(["detach", ns, c.net]) for ns in c.names]
+    _remove_network(c)
+    c.cleanup()
+    return att, det, ok
+
+
+def bench_apply(c: Case) -> tuple[list[float], list[float], bool | None]:
+    c.setup(with_parent=False)
+    d = tempfile.mkdtemp(prefix="apply-")
+    head = f'[networks.{c.net}]\nsubnets = ["{c.subnet}"]\noptions = {{ parent = "{c.parent}" }}\n'
+    full = os.path.join(d, "full.toml")
+    empty = os.path.join(d, "empty.toml")
+    with open(full, "w") as f:
+        f.write(head + "".join(f"[networks.{c.net}.namespaces.{ns}]\n" for ns in c.names))
+    with open(empty, "w") as f:
+        f.write(head)
+    _create_network(c)  # as for the other peers, the network exists already
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    run([*ipvnet_cmd(), "apply", full])
+    att = [(time.perf_counter() - t) / c.n] * c.n
+    ok = c.verified()
+    t = time.perf_counter()
+    run([*ipvnet_cmd(), "apply", "--prune", empty])
+    det = [(time.perf_counter() - t) / c.n] * c.n
+    _remove_network(c)
+    c.cleanup()
+    shutil.rmtree(d, ignore_errors=True)
+    return att, det, ok
 
 
-def main() -> None:
-    n = int(os.environ.get("IPVNET_BENCH_N", "20"))
-    out = sys.argv[1] if len(sys.argv) > 1 else None
-    sandbox()
-    ipvnet = [sys.executable, "-m", "ipvnet"]
-    subprocess.run([*ipvnet, "network", "create", "--subnet", "10.200.0.0/16", "-o", "parent=eth0.200", "b"],
-                   check=True, stdout=subprocess.DEVNULL)
-    res: dict[str, object] = {"python_pass_ms": stats([timed([sys.executable, "-c", "pass"]) for _ in range(5)])}
-    names = [f"c{i}" for i in range(n)]
-    for ns in names:
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-    res["cli_attach"] = stats([timed([*ipvnet, "attach", ns, "b"]) for ns in names])
-    res["cli_detach"] = stats([timed([*ipvnet, "detach", ns, "b"]) for ns in names])
-
+def bench_service(c: Case) -> tuple[list[float], list[float], bool | None]:
     from ipvnet.service import Service
 
+    c.setup(with_parent=False)
+    _create_network(c)
     att, det = [], []
     with Service() as svc:
-        for ns in names:
+        for ns in c.names:
             t = time.perf_counter()
-            svc.attach(ns, "b")
+            svc.attach(ns, c.net)
             att.append(time.perf_counter() - t)
-        for ns in names:
+        ok = c.verified()
+        for ns in c.names:
             t = time.perf_counter()
-            svc.detach(ns, "b")
+            svc.detach(ns, c.net)
             det.append(time.perf_counter() - t)
-    res["inprocess_attach"] = stats(att)
-    res["inprocess_detach"] = stats(det)
-    text = json.dumps(res, indent=2)
-    print(text)
-    if out:
-        with open(out, "w") as f:
-            f.write(text)
+    _remove_network(c)
+    c.cleanup()
+    return att, det, ok
+
+
+def bench_engine(c: Case) -> tuple[list[float], list[float], bool | None]:
+    """Planner + engine, no store: what the service costs without persistence."""
+    from ipvnet.engine import Engine
+    from ipvnet.ipam import Allocator
+    from ipvnet.model import random_hex
+    from ipvnet.plan import plan_attach, plan_detach
+    from ipvnet.service import Service
+
+    c.setup(with_parent=False)
+    _create_network(c)
+    with Service() as svc:
+        net = svc.read().networks[c.net]
+    from ipvnet.model import Endpoint
+
+    alloc = Allocator(net)
+    att, det, eps = [], [], []
+    with Engine() as engine:
+        for i, ns in enumerate(c.names):
+            t = time.perf_counter()
+            ep = Endpoint(ns, "eth0", "", i, ipv4=alloc.allocate(4, ns))  # type: ignore[arg-type]
+            engine.run(plan_attach(net, ep, "ipv" + random_hex(4), [], create_ns=False))
+            engine.forget(ns)
+            att.append(time.perf_counter() - t)
+            eps.append(ep)
+        ok = c.verified()
+        for ep in eps:
+            t = time.perf_counter()
+            engine.run(plan_detach(net, ep, [(net, ep)], True, True))
+            alloc.release(ep.ipv4.ip)  # type: ignore[union-attr]
+            engine.forget(ep.ns)
+            det.append(time.perf_counter() - t)
+    _remove_network(c)
+    c.cleanup()
+    return att, det, ok
+
+
+def bench_floor(c: Case) -> tuple[list[float], list[float], bool | None]:
+    """The minimum netlink work with pyroute2, no checks, no planning."""
+    import socket
+
+    from ipvnet import netns
+    from ipvnet.engine import _import_iproute
+
+    IPRoute = _import_iproute()
+    c.setup(with_parent=True)
+    root = IPRoute()
+    parent = root.link_lookup(ifname=c.parent)[0]
+    plen = c.subnet.prefixlen
+    att, det = [], []
+    for i, (ns, ip) in enumerate(zip(c.names, c.addrs, strict=True)):
+        t = time.perf_counter()
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        root.link("add", ifname=f"tmp{i}", kind="ipvlan", link=parent, ipvlan_mode=0, net_ns_fd=fd)
+        os.close(fd)
+        with netns.entered(ns):
+            ipr = IPRoute()
+        idx = ipr.link_lookup(ifname=f"tmp{i}")[0]
+        ipr.link("set", index=idx, ifname="eth0")
+        ipr.addr("add", index=idx, address=ip, prefixlen=plen)
+        ipr.link("set", index=idx, state="up")
+        ipr.link("set", index=1, state="up")
+        ipr.route("add", dst="0.0.0.0/0", gateway=c.gateway, family=socket.AF_INET)
+        ipr.close()
+        att.append(time.perf_counter() - t)
+    ok = c.verified()
+    for ns in c.names:
+        t = time.perf_counter()
+        with netns.entered(ns):
+            ipr = IPRoute()
+        ipr.link("del", index=ipr.link_lookup(ifname="eth0")[0])
+        ipr.close()
+        det.append(time.perf_counter() - t)
+    root.close()
+    c.cleanup()
+    return att, det, ok
+
+
+PEERS: dict[str, Callable[[Case], tuple[list[float], list[float], bool | None]]] = {
+    "iproute2": bench_iproute2,
+    "cni": bench_cni,
+    "cli": bench_cli,
+    "apply": bench_apply,
+    "service": bench_service,
+    "engine": bench_engine,
+    "floor": bench_floor,
+}
+
+
+def scaling(index: int) -> dict[str, object]:
+    """Cost of attaching the 10th and the 1000th namespace (cold CLI and in-process),
+    the first 9 / 999 members put there by `apply`. Median of 5 attach+detach rounds."""
+    from ipvnet.service import Service
+
+    out: dict[str, object] = {}
+    for members in (9, 999):
+        c = Case("scl", members + 1, index + members)
+        c.setup(with_parent=False)
+        _create_network(c)
+        d = tempfile.mkdtemp()
+        f = os.path.join(d, "m.toml")
+        with open(f, "w") as fh:
+            fh.write(f'[networks.{c.net}]\nsubnets = ["{c.subnet}"]\noptions = {{ parent = "{c.parent}" }}\n')
+            fh.write("".join(f"[networks.{c.net}.namespaces.{ns}]\n" for ns in c.names[:members]))
+        run([*ipvnet_cmd(), "apply", f])
+        last = c.names[members]
+        cold, warm = [], []
+        for _ in range(5):
+            t = time.perf_counter()
+            run([*ipvnet_cmd(), "attach", last, c.net])
+            cold.append(time.perf_counter() - t)
+            run([*ipvnet_cmd(), "detach", last, c.net])
+        with Service() as svc:
+            for _ in range(5):
+                t = time.perf_counter()
+                svc.attach(last, c.net)
+                warm.append(time.perf_counter() - t)
+                svc.detach(last, c.net)
+        out[f"cli_attach_{members + 1}th"] = stats(cold)
+        out[f"service_attach_{members + 1}th"] = stats(warm)
+        _remove_network(c)
+        c.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+def kernel(ns_counts: list[int], slow_max: int, out: str) -> None:
+    sandbox()
+    results = []
+    index = 0
+    for n in ns_counts:
+        for peer, fn in PEERS.items():
+            index += 1
+            if peer in SLOW and n > slow_max:
+                continue
+            if peer == "cni" and not os.path.exists(os.path.join(CNI_DIR, "ipvlan")):
+                results.append({"peer": peer, "n": n, "error": "containernetworking-plugins not installed"})
+                continue
+            t = time.perf_counter()
+            att, det, ok = fn(Case(peer, n, index))
+            results.append({"peer": peer, "n": n, "attach": stats(att), "teardown": stats(det), "verified": ok,
+                            "wall_s": round(time.perf_counter() - t, 1)})
+            print(f"bench: {peer:9} N={n:<5} attach {results[-1]['attach']['median_ms']:8.1f} ms  "
+                  f"teardown {results[-1]['teardown']['median_ms']:8.1f} ms  ping={ok}", flush=True)
+    scale = scaling(index + 1) if max(ns_counts) >= 1000 or os.environ.get("IPVNET_BENCH_SCALING") == "1" else {}
+    with open(out, "w") as f:
+        json.dump({"kernel": results, "scaling": scale}, f, indent=2)
+
+
+# --------------------------------------------------------------------------- host
+
+
+def host(out: str, runs: int) -> None:
+    """Cold start of the read path on this machine (no root), and IPAM/store cost."""
+    from ipvnet.ipam import Allocator
+    from ipvnet.model import Endpoint, Network, SubnetConfig
+    from ipvnet.store import State, Store
+
+    def network(i: int) -> Network:
+        return Network(name=f"net{i}", id=f"{i:064x}", created="2026-01-01T00:00:00+00:00", driver="ipvlan",
+                       parent=f"eth0.{i % 4000 + 1}", parent_kind="vlan",
+                       subnets=(SubnetConfig(ipaddress.ip_network(f"10.{i // 250}.{i % 250}.0/24"),
+                                             ipaddress.ip_address(f"10.{i // 250}.{i % 250}.1")),),
+                       options={"parent": f"eth0.{i % 4000 + 1}", "ipvlan_mode": "l2", "ipvlan_flag": "bridge"})
+
+    dirs = {}
+    for count in (10, 1000):
+        d = tempfile.mkdtemp(prefix=f"ipvnet-host-{count}-")
+        Store(d).save(State(networks={f"net{i}": network(i) for i in range(count)}))
+        dirs[count] = d
+
+    def cold(cmd: list[str], state: str | None = None) -> dict[str, float]:
+        env = dict(os.environ)
+        if state:
+            env["IPVNET_STATE_DIR"] = state
+        xs = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
+            xs.append(time.perf_counter() - t)
+        return stats(xs)
+
+    res: dict[str, object] = {
+        "python_pass": cold([sys.executable, "-c", "pass"]),
+        "version": cold([*ipvnet_cmd(), "--version"]),
+        "ls_10": cold([*ipvnet_cmd(), "network", "ls"], dirs[10]),
+        "ls_1000": cold([*ipvnet_cmd(), "network", "ls"], dirs[1000]),
+        "inspect_1000": cold([*ipvnet_cmd(), "network", "inspect", "net500"], dirs[1000]),
+    }
+    net = Network(name="big", id="f" * 64, created="", driver="ipvlan", parent="eth0", parent_kind="existing",
+                  subnets=(SubnetConfig(ipaddress.ip_network("10.0.0.0/16"), ipaddress.ip_address("10.0.0.1")),),
+                  options={"parent": "eth0", "ipvlan_mode": "l2", "ipvlan_flag": "bridge"})
+    t = time.perf_counter()
+    alloc = Allocator(net)
+    got = [alloc.allocate(4, f"n{i}") for i in range(10000)]
+    res["ipam_alloc_10000_ms"] = round((time.perf_counter() - t) * 1000, 1)
+    assert len({str(a) for a in got}) == 10000
+    eps = {f"n{i}": Endpoint(f"n{i}", "eth0", "e" * 64, i, ipv4=a) for i, a in enumerate(got)}  # type: ignore[arg-type]
+    from dataclasses import replace
+
+    d = tempfile.mkdtemp()
+    st = State(networks={"big": replace(net, endpoints=eps)})
+    t = time.perf_counter()
+    Store(d).save(st)
+    res["store_save_10000_ms"] = round((time.perf_counter() - t) * 1000, 1)
+    t = time.perf_counter()
+    Store(d).load()
+    res["store_load_10000_ms"] = round((time.perf_counter() - t) * 1000, 1)
+    for p in (*dirs.values(), d):
+        shutil.rmtree(p, ignore_errors=True)
+    with open(out, "w") as f:
+        json.dump(res, f, indent=2)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(kernel_json: str, host_json: str, out_json: str, out_md: str) -> int:
+    with open(kernel_json) as f:
+        k = json.load(f)
+    with open(host_json) as f:
+        h = json.load(f)
+    rows = k["kernel"]
+    by = {(r["peer"], r["n"]): r for r in rows if "attach" in r}
+    md = [f"Measured {time.strftime('%Y-%m-%d')} with `make bench` (kernel: {os.environ.get('IPVNET_BENCH_WHERE', 'UML guest')}). "
+          "Per namespace, milliseconds; namespaces made beforehand and not timed.", "",
+          "| peer | N | attach median | attach p90 | teardown median | teardown p90 | ping verified |",
+          "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if "attach" not in r:
+            md.append(f"| {r['peer']} | {r['n']} | {r['error']} | | | | |")
+            continue
+        md.append(f"| {r['peer']} | {r['n']} | {r['attach']['median_ms']} | {r['attach']['p90_ms']} | "
+                  f"{r['teardown']['median_ms']} | {r['teardown']['p90_ms']} | "
+                  f"{'n/a (N=1)' if r['verified'] is None else ('yes' if r['verified'] else 'NO')} |")
+    ratios = []
+    failed_verify = [r for r in rows if r.get("verified") is False]
+
+    def ratio(name: str, a: tuple[str, int], b: tuple[str, int], key: str, target: float) -> None:
+        if a in by and b in by:
+            v = by[a][key]["median_ms"] / by[b][key]["median_ms"]
+            ratios.append({"ratio": name, "value": round(v, 2), "target": target, "met": v <= target})
+
+    ns = sorted({r["n"] for r in rows})
+    n_cmp = max([n for n in ns if ("cni", n) in by and ("apply", n) in by] or [0])
+    if n_cmp:
+        ratio(f"apply / CNI ADD, attach (N={n_cmp})", ("apply", n_cmp), ("cni", n_cmp), "attach", 0.2)
+        ratio(f"apply / CNI DEL, teardown (N={n_cmp})", ("apply", n_cmp), ("cni", n_cmp), "teardown", 0.2)
+        ratio(f"cold CLI attach / CNI ADD (N={n_cmp})", ("cli", n_cmp), ("cni", n_cmp), "attach", 3.0)
+    n_max = max(ns)
+    ratio(f"in-process engine attach / pyroute2 floor (N={n_max})", ("engine", n_max), ("floor", n_max), "attach", 1.5)
+    ratio(f"in-process service attach / pyroute2 floor (N={n_max})", ("service", n_max), ("floor", n_max),
+          "attach", 1.5)
+    s = k.get("scaling") or {}
+    if s:
+        for kind in ("cli", "service"):
+            v = s[f"{kind}_attach_1000th"]["median_ms"] / s[f"{kind}_attach_10th"]["median_ms"]
+            ratios.append({"ratio": f"{kind} attach: 1000th / 10th namespace", "value": round(v, 2), "target": 1.5,
+                           "met": v <= 1.5})
+    v = h["ls_1000"]["median_ms"] / h["ls_10"]["median_ms"]
+    ratios.append({"ratio": "network ls: 1000 / 10 networks (host)", "value": round(v, 2), "target": 2.0,
+                   "met": v <= 2.0})
+    v = h["ls_10"]["median_ms"] / h["python_pass"]["median_ms"]
+    ratios.append({"ratio": "network ls / python3 -c pass (host)", "value": round(v, 2), "target": 5.0,
+                   "met": v <= 5.0})
+    md += ["", "| ratio | value | target | met |", "|---|---:|---:|---|"]
+    md += [f"| {r['ratio']} | {r['value']} | ≤ {r['target']} | {'yes' if r['met'] else 'no'} |" for r in ratios]
+    md += ["", "| host (cold process, median of runs) | ms |", "|---|---:|"]
+    for key in ("python_pass", "version", "ls_10", "ls_1000", "inspect_1000"):
+        md.append(f"| {key} | {h[key]['median_ms']} |")
+    for key in ("ipam_alloc_10000_ms", "store_save_10000_ms", "store_load_10000_ms"):
+        md.append(f"| {key.removesuffix('_ms')} | {h[key]} |")
+    if s:
+        md += ["", "| scaling (median of 5) | ms |", "|---|---:|"]
+        md += [f"| {key} | {v['median_ms']} |" for key, v in s.items()]
+    with open(out_json, "w") as f:
+        json.dump({"kernel": rows, "scaling": s, "host": h, "ratios": ratios}, f, indent=2)
+    with open(out_md, "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    if failed_verify:
+        print(f"bench: ping verification FAILED for {[(r['peer'], r['n']) for r in failed_verify]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+    if cmd == "kernel":
+        counts = [int(x) for x in os.environ.get("IPVNET_BENCH_N", "1,10,100,1000").split(",")]
+        kernel(counts, int(os.environ.get("IPVNET_BENCH_SLOW_MAX", "100")), sys.argv[2])
+        return 0
+    if cmd == "host":
+        host(sys.argv[2], int(os.environ.get("IPVNET_BENCH_RUNS", "20")))
+        return 0
+    if cmd == "report":
+        return report(*sys.argv[2:6])
+    print(__doc__)
+    return 2
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

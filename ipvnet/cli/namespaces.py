@@ -143,13 +143,12 @@ def run_ns(ctx: Ctx, network: str, name: str | None, ip: str | None, ip6: str | 
       ipvnet run-ns --net vlan20 --rm -- ping -c1 ns1
       ipvnet run-ns --net vlan20 --name web --ip 192.168.20.80 -- python3 -m http.server 80
     """
-    import secrets
-
     from ipvnet import runner
     from ipvnet.errors import Conflict
+    from ipvnet.model import random_hex
     from ipvnet.netns import exists
 
-    ns = name or f"ipvnet-{secrets.token_hex(4)}"
+    ns = name or f"ipvnet-{random_hex(4)}"
     if exists(ns):
         raise Conflict(f"network namespace {ns} already exists", "pick another --name, or use `ipvnet exec`")
     with ctx.service() as svc:
