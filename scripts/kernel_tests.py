@@ -131,6 +131,12 @@ echo $? > {status}
 sync
 poweroff -f
 """
+    # The guest runs with PYTHONDONTWRITEBYTECODE (it must not write into the
+    # checkout), so compile here: otherwise every ipvnet process in the guest
+    # recompiles the package from source.
+    import compileall
+
+    compileall.compile_dir(os.path.join(ROOT, "ipvnet"), quiet=1)
     with open(init, "w") as f:
         f.write(script)
     os.chmod(init, 0o755)

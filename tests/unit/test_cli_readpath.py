@@ -32,7 +32,8 @@ def make_store(path: str) -> None:
 
 def test_ls_and_inspect_do_not_import_pyroute2(tmp_path):
     make_store(str(tmp_path))
-    for args in (["network", "ls"], ["network", "inspect", "web"], ["--help"], ["--version"]):
+    for args in (["network", "ls"], ["network", "inspect", "web"], ["--help"], ["--version"],
+                 ["completion", "bash"], ["routes", "--help"]):
         r = ipvnet(*args, state=str(tmp_path))
         assert r.returncode == 0, r.stderr
         assert "pyroute2" not in r.stderr, f"{args} imported pyroute2"
@@ -41,6 +42,15 @@ def test_ls_and_inspect_do_not_import_pyroute2(tmp_path):
     data = json.loads(ipvnet("network", "inspect", "web", state=str(tmp_path)).stdout)
     assert data[0]["Containers"]["ns1"]["IPv4Address"] == "192.168.20.2/24"
     assert data[0]["IPAM"]["Config"] == [{"Subnet": "192.168.20.0/24", "Gateway": "192.168.20.1"}]
+
+
+def test_dynamic_completion_does_not_import_pyroute2(tmp_path):
+    make_store(str(tmp_path))
+    env = {**os.environ, "IPVNET_STATE_DIR": str(tmp_path), "COMP_WORDS": "ipvnet attach ns1 w", "COMP_CWORD": "3",
+           "_IPVNET_COMPLETE": "bash_complete"}
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "ipvnet"], capture_output=True, text=True, env=env)
+    assert "plain,web" in r.stdout
+    assert "pyroute2" not in r.stderr
 
 
 def test_missing_network_is_one_line(tmp_path):
