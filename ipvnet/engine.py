@@ -22,6 +22,7 @@ from ipvnet.errors import Conflict, IpvnetError, KernelError, NotFound
 from ipvnet.plan import IPVLAN_FLAG_NUM, IPVLAN_MODE_NUM, Op
 
 IFA_F_NODAD = 0x02
+MAX_SOCKETS = 32
 _pyroute2_ready = False
 
 
@@ -124,6 +125,11 @@ class Engine:
     def ipr(self, ns: str | None = None) -> Any:
         sock = self._sockets.get(ns)
         if sock is None:
+            # `rm --force`, `restore` and `apply` visit thousands of namespaces:
+            # keep a bounded number of sockets open, not one per namespace.
+            while len(self._sockets) >= MAX_SOCKETS:
+                oldest = next(k for k in self._sockets if k is not None)
+                self._sockets.pop(oldest).close()
             IPRoute = _import_iproute()
             if ns is None:
                 sock = IPRoute()

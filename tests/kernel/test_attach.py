@@ -327,3 +327,23 @@ def test_kernel_rejects_duplicate_address_clearly(eth0):
     r = fails(4, "attach", "k", "dupk")
     assert "already assigned" in r.err
     assert ns_links("k") == {"lo"} and store_bytes() == before
+
+
+def test_rm_force_many_namespaces_with_few_file_descriptors(eth0, tmp_path):
+    """rm --force (and restore, apply) visit every namespace: sockets must not pile up."""
+    import resource
+
+    ok("network", "create", "--subnet", "10.200.0.0/16", "-o", "parent=eth0.200", "wide")
+    names = [f"w{i}" for i in range(100)]
+    (tmp_path / "f.toml").write_text('[networks.wide]\nsubnets = ["10.200.0.0/16"]\noptions = { parent = "eth0.200" }\n'
+                                     + "".join(f"[networks.wide.namespaces.{n}]\n" for n in names))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # each pyroute2 socket holds ~4 fds
+    try:
+        ok("apply", str(tmp_path / "f.toml"))
+        assert len(store()["networks"]["wide"]["endpoints"]) == 100
+        ok("network", "rm", "--force", "wide")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert link("eth0.200") is None
+    assert all(link_names(n) == {"lo"} for n in names)
