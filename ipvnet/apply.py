@@ -96,6 +96,12 @@ def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _known_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
+    bad = sorted(set(table) - allowed)
+    if bad:
+        raise InvalidArgument(f"{where}: unknown key {bad[0]!r}", f"valid keys: {', '.join(sorted(allowed))}")
+
+
 def parse_spec(text: str, path: str) -> list[NetSpec]:
     try:
         data = tomllib.loads(text)
@@ -109,9 +115,7 @@ def parse_spec(text: str, path: str) -> list[NetSpec]:
         where = f"{path}: network {name}"
         validate_name(name, "network name")
         _typed(where, "table", nd, dict)
-        bad = set(nd) - NET_KEYS
-        if bad:
-            raise InvalidArgument(f"{where}: unknown key {sorted(bad)[0]!r}", f"valid keys: {', '.join(sorted(NET_KEYS))}")
+        _known_keys(where, nd, NET_KEYS)
         driver = _typed(where, "driver", nd.get("driver", "ipvlan"), str)
         options = {k: str(_typed(where, f"options.{k}", v, (str, int))) for k, v in nd.get("options", {}).items()}
         normalize_options(driver, options)  # validate early, with the file named on error
@@ -120,9 +124,7 @@ def parse_spec(text: str, path: str) -> list[NetSpec]:
             nwhere = f"{where} namespace {ns}"
             validate_name(ns, "namespace name")
             _typed(nwhere, "table", sd, dict)
-            bad = set(sd) - NS_KEYS
-            if bad:
-                raise InvalidArgument(f"{nwhere}: unknown key {sorted(bad)[0]!r}", f"valid keys: {', '.join(sorted(NS_KEYS))}")
+            _known_keys(nwhere, sd, NS_KEYS)
             for a in _strings(nwhere, "aliases", sd.get("aliases", [])):
                 validate_name(a, "alias")
             if "ifname" in sd:

@@ -126,6 +126,19 @@ def plan_create_parent(net: Network, parent_exists: bool) -> list[Op]:
     return ops
 
 
+def slave_link_args(net: Network, name: str) -> dict[str, Any]:
+    """An ipvlan/macvlan link on the network's parent, in the network's mode."""
+    args: dict[str, Any] = {"name": name, "link": net.parent, "kind": net.driver}
+    if net.driver == "ipvlan":
+        args["mode"] = net.options["ipvlan_mode"]
+        args["flag"] = net.options["ipvlan_flag"]
+    else:
+        args["mode"] = net.options["macvlan_mode"]
+    if net.mtu:
+        args["mtu"] = net.mtu
+    return args
+
+
 def host_link_name(net: Network) -> str:
     """The host-side shim: `ih-<12 hex>` (ipvlan) or `mh-<12 hex>` (macvlan), 15 bytes."""
     return ("ih-" if net.driver == "ipvlan" else "mh-") + net.id[:12]
@@ -143,14 +156,7 @@ def plan_host_access(net: Network) -> list[Op]:
         return []
     name = host_link_name(net)
     addr = ipaddress.ip_address(ip)
-    args: dict[str, Any] = {"name": name, "link": net.parent, "kind": net.driver}
-    if net.driver == "ipvlan":
-        args["mode"] = net.options["ipvlan_mode"]
-        args["flag"] = net.options["ipvlan_flag"]
-    else:
-        args["mode"] = net.options["macvlan_mode"]
-    if net.mtu:
-        args["mtu"] = net.mtu
+    args = slave_link_args(net, name)
     ops = [Op("link_add", None, args, undo=_del(None, name), what=f"create host-access link {name}")]
     if addr.version == 6:
         ops.append(sysctl_op_root(f"ipv6/conf/{name}/accept_dad", "0"))
@@ -285,16 +291,10 @@ def plan_attach(
                 what=f"create namespace {ns}",
             )
         )
-    args: dict[str, Any] = {"name": tmp_name, "link": net.parent, "target_ns": ns, "kind": net.driver}
-    if net.driver == "ipvlan":
-        args["mode"] = net.options["ipvlan_mode"]
-        args["flag"] = net.options["ipvlan_flag"]
-    else:
-        args["mode"] = net.options["macvlan_mode"]
-        if ep.mac:
-            args["address"] = ep.mac
-    if net.mtu:
-        args["mtu"] = net.mtu
+    args = slave_link_args(net, tmp_name)
+    args["target_ns"] = ns
+    if net.driver == "macvlan" and ep.mac:
+        args["address"] = ep.mac
     ops.append(Op("link_add", None, args, undo=_del(ns, tmp_name), what=f"create {net.driver} link"))
     ops.append(
         Op(
