@@ -137,16 +137,6 @@ class Service:
         with self.store.locked(exclusive=False):
             return self.store.load()
 
-    def get(self, state: State, name: str) -> Network:
-        net = state.networks.get(name)
-        if net is None:
-            # Docker accepts an id prefix wherever a name goes.
-            matches = [n for n in state.networks.values() if len(name) >= 3 and n.id.startswith(name)]
-            if len(matches) == 1:
-                return matches[0]
-            raise NotFound(f"network {name!r} not found", "list networks with `ipvnet network ls`")
-        return net
-
     @contextlib.contextmanager
     def transaction(self, what: str) -> Iterator[State]:
         if not self.dry_run:
@@ -323,7 +313,7 @@ class Service:
 
     def _remove_network(self, name: str, force: bool) -> Result:
         with self.transaction("network rm") as state:
-            net = self.get(state, name)
+            net = state.network(name)
             res = Result(network=net)
             if net.endpoints and not force:
                 raise Conflict(
@@ -385,7 +375,7 @@ class Service:
         for a in aliases:
             validate_name(a, "alias")
         with self.transaction("attach") as state:
-            net = self.get(state, network)
+            net = state.network(network)
             if ns in net.endpoints:
                 raise Conflict(f"namespace {ns} is already attached to network {net.name}")
             ns_exists = netns.exists(ns)
@@ -466,7 +456,7 @@ class Service:
     def detach(self, ns: str, network: str) -> Result:
         validate_name(ns, "namespace name")
         with self.transaction("detach") as state:
-            net = self.get(state, network)
+            net = state.network(network)
             if ns not in net.endpoints:
                 raise NotFound(f"namespace {ns} is not attached to network {net.name}")
             res = Result(network=net, endpoint=net.endpoints[ns])
@@ -546,7 +536,7 @@ class Service:
         from ipvnet.routes import export_routes
 
         state = self.read()
-        nets = [self.get(state, network)] if network else list(state.networks.values())
+        nets = [state.network(network)] if network else list(state.networks.values())
         host_addrs: dict[str, list[str]] = {}
         for ifname, addr in self.engine.addresses():
             if not ipaddress.ip_interface(addr).ip.is_link_local:

@@ -13,12 +13,22 @@ import click
 
 if TYPE_CHECKING:
     from ipvnet.service import Result, Service
+    from ipvnet.store import State
 
 
 @dataclass
 class Ctx:
     state_dir: str
     debug: bool
+
+    def read_state(self) -> State:
+        """The read path (ls, inspect): the store only, without the service
+        layer and what it imports (netlink, IPAM, planning)."""
+        from ipvnet.store import Store
+
+        store = Store(self.state_dir)
+        with store.locked(exclusive=False):
+            return store.load()
 
     def service(self, dry_run: bool = False) -> Service:
         from ipvnet.service import Service

@@ -106,9 +106,7 @@ def ls(ctx: Ctx, quiet: bool, fmt: str) -> None:
       ipvnet network ls
       ipvnet network ls --format json | jq -r '.[].NAME'
     """
-    from ipvnet.service import Service
-
-    state = Service(ctx.state_dir).read()
+    state = ctx.read_state()
     nets = sorted(state.networks.values(), key=lambda n: n.name)
     if quiet:
         for n in nets:
@@ -133,14 +131,11 @@ def inspect(ctx: Ctx, names: tuple[str, ...]) -> None:
       ipvnet network inspect vlan20
       ipvnet network inspect vlan20 | jq -r '.[0].Containers[].IPv4Address'
     """
-    from ipvnet.service import Service
-
-    svc = Service(ctx.state_dir)
-    state = svc.read()
+    state = ctx.read_state()
     out, missing = [], []
     for name in names:
         try:
-            out.append(inspect_dict(svc.get(state, name)))
+            out.append(inspect_dict(state.network(name)))
         except IpvnetError as e:
             missing.append(e)
     if missing and len(missing) == len(names):

@@ -291,13 +291,14 @@ def test_save_refuses_to_replace_a_symlink(sdir, tmp_path):
 def test_save_is_atomic_no_temp_files_and_private_mode(sdir):
     st = Store(sdir)
     st.save(sample_state())
-    assert os.listdir(sdir) == ["networks.toml"]
+    assert sorted(os.listdir(sdir)) == ["networks.cache.json", "networks.toml"]
     assert stat.S_IMODE(os.stat(store_file(sdir)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.join(sdir, "networks.cache.json")).st_mode) == 0o600
     old_inode = os.stat(store_file(sdir)).st_ino
     state = st.load()
     state.boot_id = "new"
     st.save(state)
-    assert os.listdir(sdir) == ["networks.toml"]
+    assert sorted(os.listdir(sdir)) == ["networks.cache.json", "networks.toml"]
     assert stat.S_IMODE(os.stat(store_file(sdir)).st_mode) == 0o600
     # replaced by rename (a new inode), not rewritten in place
     assert os.stat(store_file(sdir)).st_ino != old_inode
@@ -318,7 +319,7 @@ def test_save_failure_before_rename_leaves_old_file_and_no_temp(sdir, monkeypatc
     assert store_file(sdir) in str(ei.value)
     monkeypatch.undo()
     assert open(store_file(sdir), "rb").read() == before
-    assert os.listdir(sdir) == ["networks.toml"]
+    assert sorted(os.listdir(sdir)) == ["networks.cache.json", "networks.toml"]
 
 
 def test_save_fsyncs_file_and_directory(sdir, monkeypatch):
@@ -478,3 +479,43 @@ def test_env_defaults(monkeypatch):
     assert Store(lock_timeout=0).lock_timeout == 0
     monkeypatch.setenv("IPVNET_LOCK_TIMEOUT", "soon")
     assert store_mod.lock_timeout_from_env() == 60.0
+
+
+# --- the parsed-copy cache ---------------------------------------------------
+
+
+def _cache(sdir):
+    return os.path.join(sdir, "networks.cache.json")
+
+
+def test_cache_is_used_only_while_the_toml_file_is_unchanged(sdir):
+    import json
+
+    st = Store(sdir)
+    st.save(sample_state())
+    cached = json.loads(open(_cache(sdir)).read())
+    cached["data"]["boot_id"] = "from-cache"
+    open(_cache(sdir), "w").write(json.dumps(cached))
+    assert st.load().boot_id == "from-cache"  # same inode, size, mtime: the cache is read
+    text = open(store_file(sdir)).read().replace('boot_id = "', 'boot_id = "edited-')
+    with open(store_file(sdir), "w") as f:  # a hand edit in place
+        f.write(text)
+    assert st.load().boot_id.startswith("edited-")
+
+
+def test_corrupt_or_foreign_cache_is_ignored(sdir):
+    st = Store(sdir)
+    st.save(sample_state())
+    want = st.load()
+    for junk in ("{", "[]", '{"key": 1}', '{"key": [1,2,3], "data": {}}'):
+        open(_cache(sdir), "w").write(junk)
+        assert st.load().networks.keys() == want.networks.keys()
+
+
+def test_corrupt_toml_is_reported_even_with_an_old_cache(sdir):
+    st = Store(sdir)
+    st.save(sample_state())
+    with open(store_file(sdir), "a") as f:
+        f.write("[[[ broken")
+    with pytest.raises(StoreError):
+        st.load()
