@@ -101,3 +101,38 @@ def test_macvlan_host_access(eth0):
     assert "aux-address host_access" in fails(2, "attach", "--ip", "10.169.0.250", "--create", "x", "ha").err
     ok("network", "rm", "--force", "ha")
     assert link(shim) is None and link("eth0") is not None
+
+
+def test_kernel_without_ipvlan_is_one_clear_line(eth0):
+    """On this host's kernel (no ipvlan module) the error path runs for real;
+    in the UML guest, which has ipvlan, the same attach simply works."""
+    from tests.kernel.conftest import full_kernel
+
+    ok("network", "create", "--subnet", "10.170.0.0/24", "-o", "parent=eth0", "ipv")
+    netns_add("k")
+    before = store_bytes()
+    if full_kernel() is None:
+        ok("attach", "k", "ipv")
+        assert link("eth0", "k")["linkinfo"]["info_kind"] == "ipvlan"
+        return
+    r = fails(5, "attach", "k", "ipv")
+    assert "does not support ipvlan links" in r.err and "doctor" in r.err
+    assert link_names("k") == {"lo"} and store_bytes() == before
+    assert not any(name.startswith("ipv") for name in link_names())
+
+
+def test_doctor_reports_this_kernel(eth0):
+    from tests.kernel.conftest import full_kernel
+
+    r = ok("doctor", "--format", "json") if full_kernel() is None else fails_doctor()
+    checks = {c["check"]: c["ok"] for c in json.loads(r.out)}
+    assert checks["root"] and checks["netns"] and checks["macvlan"]
+    assert checks["ipvlan"] is (full_kernel() is None)
+
+
+def fails_doctor():
+    from tests.kernel.helpers import cli
+
+    r = cli("doctor", "--format", "json")
+    assert r.code == 5
+    return r
