@@ -11,6 +11,7 @@ lock. The file's shape (every key but the names is optional):
     ip_ranges = []
     aux_addresses = { router = "192.168.20.2" }
     internal = false
+    ipv4 = true                            # false: IPv6-only (needs ipv6 or an IPv6 subnet)
     ipv6 = false
     options = { parent = "eth0.20", ipvlan_mode = "l2" }
     labels = { team = "net" }
@@ -40,8 +41,8 @@ from ipvnet.model import (
     validate_name,
 )
 
-NET_KEYS = {"driver", "subnets", "gateways", "ip_ranges", "aux_addresses", "internal", "ipv6", "options", "labels",
-            "namespaces"}
+NET_KEYS = {"driver", "subnets", "gateways", "ip_ranges", "aux_addresses", "internal", "ipv4", "ipv6", "options",
+            "labels", "namespaces"}
 NS_KEYS = {"ip", "ip6", "aliases", "gw_priority", "ifname"}
 
 
@@ -68,6 +69,7 @@ class NetSpec:
     options: dict[str, str] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
     namespaces: tuple[NsSpec, ...] = ()
+    ipv4: bool = True
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def parse_spec(text: str, path: str) -> list[NetSpec]:
                 aux_addresses=tuple(f"{k}={v}" for k, v in aux.items()),
                 internal=bool(_typed(where, "internal", nd.get("internal", False), bool)),
                 ipv6=bool(_typed(where, "ipv6", nd.get("ipv6", False), bool)),
+                ipv4=bool(_typed(where, "ipv4", nd.get("ipv4", True), bool)),
                 options=options,
                 labels=tuple(f"{k}={v}" for k, v in labels.items()),
                 namespaces=tuple(namespaces),
@@ -164,6 +167,8 @@ def network_matches(spec: NetSpec, net: Network) -> str | None:
     Defaults the store filled in (a picked pool, a gateway) count as matching."""
     if spec.driver != net.driver:
         return f"driver {net.driver}, file says {spec.driver}"
+    if spec.ipv4 != net.enable_ipv4:
+        return f"ipv4 {str(net.enable_ipv4).lower()}, file says {str(spec.ipv4).lower()}"
     want = normalize_options(spec.driver, dict(spec.options))
     have = dict(net.options)
     if "parent" not in want:

@@ -184,15 +184,23 @@ class Engine:
             out.append((names.get(m["index"], "?"), f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"))
         return out
 
-    def default_routes(self, ns: str | None = None) -> list[tuple[int, str, str | None]]:
-        """(family, link name, gateway) of each default route in the main table."""
+    def routes(self, ns: str | None = None) -> list[tuple[int, str | None, str, str | None]]:
+        """(family, destination or None for default, link name, gateway) of each
+        unicast route in the main table."""
         names = {li.index: li.name for li in self.links(ns)}
         out = []
         for fam, family in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
             for m in self.ipr(ns).route("dump", family=fam, table=254):
-                if m["dst_len"] == 0 and m.get_attr("RTA_DST") is None:
-                    out.append((family, names.get(m.get_attr("RTA_OIF"), "?"), m.get_attr("RTA_GATEWAY")))
+                if m["type"] != 1:  # RTN_UNICAST
+                    continue
+                dst = m.get_attr("RTA_DST")
+                dest = f"{dst}/{m['dst_len']}" if dst is not None and m["dst_len"] else None
+                out.append((family, dest, names.get(m.get_attr("RTA_OIF"), "?"), m.get_attr("RTA_GATEWAY")))
         return out
+
+    def default_routes(self, ns: str | None = None) -> list[tuple[int, str, str | None]]:
+        """(family, link name, gateway) of each default route in the main table."""
+        return [(fam, dev, gw) for fam, dst, dev, gw in self.routes(ns) if dst is None]
 
     def host_routes(self) -> list[str]:
         """Destinations of the root namespace's routes (for default-pool picking)."""

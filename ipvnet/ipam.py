@@ -78,6 +78,7 @@ class SubnetRequest:
     ip_ranges: tuple[str, ...] = ()
     aux_addresses: tuple[str, ...] = ()
     ipv6: bool = False
+    ipv4: bool = True
 
 
 @dataclass
@@ -85,6 +86,7 @@ class SubnetPlan:
     subnets: list[SubnetConfig]
     enable_ipv6: bool
     warnings: list[str] = field(default_factory=list)
+    enable_ipv4: bool = True
 
 
 def first_host(net: IPNetwork) -> IPAddress:
@@ -93,88 +95,123 @@ def first_host(net: IPNetwork) -> IPAddress:
     return net.network_address + 1
 
 
+def _containing(nets: list[IPNetwork], addr: IPAddress) -> IPNetwork | None:
+    """The subnet holding ADDR (subnets of one network never overlap, so at most one)."""
+    return next((n for n in nets if n.version == addr.version and addr in n), None)
+
+
+def match_gateways(nets: list[IPNetwork], gateways: list[IPAddress]) -> dict[IPNetwork, IPAddress]:
+    """Pair each --gateway with the --subnet that contains it, in any order, as
+    Docker's CLI does: `--subnet A --subnet B --gateway b1 --gateway a1` is fine."""
+    out: dict[IPNetwork, IPAddress] = {}
+    for gw in gateways:
+        net = _containing(nets, gw)
+        if net is None:
+            given = ", ".join(str(n) for n in nets) or "none"
+            raise InvalidArgument(f"gateway {gw} is not in any --subnet ({given})",
+                                  "give each --gateway inside the --subnet it serves")
+        if net in out:
+            raise InvalidArgument(f"two gateways for subnet {net}: {out[net]} and {gw}", "give at most one per subnet")
+        if _is_edge(net, gw):
+            raise InvalidArgument(f"gateway {gw} is the network or broadcast address of {net}")
+        out[net] = gw
+    return out
+
+
+def match_ranges(nets: list[IPNetwork], ranges: list[IPNetwork]) -> dict[IPNetwork, IPNetwork]:
+    """Pair each --ip-range with the --subnet it lies inside."""
+    out: dict[IPNetwork, IPNetwork] = {}
+    for r in ranges:
+        net = next((n for n in nets if n.version == r.version and r.subnet_of(n)), None)  # type: ignore[arg-type]
+        if net is None:
+            raise InvalidArgument(f"ip-range {r} is not inside any --subnet", "give a range within its subnet")
+        if net in out:
+            raise InvalidArgument(f"two --ip-range given for subnet {net}: {out[net]} and {r}",
+                                  "give at most one per subnet")
+        out[net] = r
+    return out
+
+
+def match_aux(nets: list[IPNetwork], aux: dict[str, IPAddress]) -> dict[IPNetwork, list[tuple[str, IPAddress]]]:
+    """Pair each --aux-address with the --subnet that contains it."""
+    out: dict[IPNetwork, list[tuple[str, IPAddress]]] = {}
+    for k, a in aux.items():
+        net = _containing(nets, a)
+        if net is None:
+            raise InvalidArgument(f"aux-address {k}={a} is not inside any subnet", "give it inside a --subnet")
+        out.setdefault(net, []).append((k, a))
+    return out
+
+
+def _check_no_overlap(nets: list[IPNetwork]) -> None:
+    """Subnets of one network never overlap (Docker refuses it too); networks may overlap each other."""
+    for i, n in enumerate(nets):
+        for m in nets[:i]:
+            if overlaps(n, m):
+                raise Conflict(f"subnets {m} and {n} overlap", "give each --subnet once, without overlap")
+
+
+def _families(req: SubnetRequest, nets: list[IPNetwork]) -> tuple[bool, bool]:
+    """Which families the network has: (IPv4, IPv6). `--ipv4=false` (Docker 28)
+    asks for an IPv6-only network; an IPv6 --subnet turns IPv6 on by itself."""
+    v6 = req.ipv6 or any(n.version == 6 for n in nets)
+    if req.ipv4:
+        return True, v6
+    v4_given = [str(n) for n in nets if n.version == 4]
+    if v4_given:
+        raise InvalidArgument(f"--ipv4=false with an IPv4 --subnet ({', '.join(v4_given)})",
+                              "drop the IPv4 subnet or --ipv4=false")
+    if not v6:
+        raise InvalidArgument("--ipv4=false leaves the network without addresses", "add --ipv6 or an IPv6 --subnet")
+    return False, True
+
+
 def plan_subnets(
     req: SubnetRequest,
     *,
     l3: bool,
-    other_subnets: Iterable[IPNetwork],
+    internal: bool = False,
+    other_subnets: Iterable[IPNetwork] = (),
     host_routes: Iterable[IPNetwork] = (),
     host_nameservers: Iterable[IPAddress] = (),
     ula48: ipaddress.IPv6Network | None = None,
 ) -> SubnetPlan:
     """Turn --subnet/--gateway/--ip-range/--aux-address into subnet configs.
 
-    Gateways pair with subnets in order. In L2 a subnet without one gets its
-    first host; L3/L3S reserve none (the kernel routes, no next hop exists).
+    Gateways, ranges and aux addresses belong to the subnet that contains
+    them. In L2 a subnet without a gateway gets its first host, unless the
+    network is internal (no router to point at); L3/L3S reserve none. OTHER
+    subnets (of other networks) are only avoided when a default pool is
+    picked: explicit subnets may overlap other networks (Docker v28).
     """
-    other = list(other_subnets)
-    warnings: list[str] = []
     nets = [parse_network(s) for s in req.subnets]
-    for i, n in enumerate(nets):
-        for m in nets[:i]:
-            if overlaps(n, m):
-                raise Conflict(f"subnets {m} and {n} overlap", "give each --subnet once, without overlap")
-        for o in other:
-            if overlaps(n, o):
-                raise Conflict(f"subnet {n} overlaps {o} of another network", "choose a free --subnet")
-    gws = [parse_address(g, "gateway") for g in req.gateways]
-    if len(gws) > len(nets):
-        raise InvalidArgument(
-            "more --gateway than --subnet options", "each --gateway pairs with the --subnet in the same position"
-        )
-    ranges = [parse_network(r, "ip-range") for r in req.ip_ranges]
+    _check_no_overlap(nets)
+    enable_v4, enable_v6 = _families(req, nets)
+    other = list(other_subnets)
+    gws = match_gateways(nets, [parse_address(g, "gateway") for g in req.gateways])
+    ranges = match_ranges(nets, [parse_network(r, "ip-range") for r in req.ip_ranges])
     aux = parse_key_values(req.aux_addresses, "aux-address")
-    aux_addrs = {k: parse_address(v, f"aux-address {k}") for k, v in aux.items()}
-
-    enable_ipv6 = req.ipv6 or any(n.version == 6 for n in nets)
-    if not any(n.version == 4 for n in nets):
-        avoid = other + nets + list(host_routes)
-        nets.insert(0, pick_default_v4(avoid, host_nameservers))
-        gws.insert(0, None)  # type: ignore[arg-type]
+    auxes = match_aux(nets, {k: parse_address(v, f"aux-address {k}") for k, v in aux.items()})
+    if enable_v4 and not any(n.version == 4 for n in nets):
+        nets.insert(0, pick_default_v4(other + nets + list(host_routes), host_nameservers))
     if req.ipv6 and not any(n.version == 6 for n in nets):
         if ula48 is None:
             raise InvalidArgument("--ipv6 needs an IPv6 --subnet on this host", "add --subnet fdXX::/64")
         nets.append(pick_default_v6(ula48, other + nets))
-
-    if l3 and any(g is not None for g in gws):
-        warnings.append("--gateway is ignored in ipvlan l3/l3s mode: routes have no next hop")
-
-    configs: list[SubnetConfig] = []
-    used_ranges: set[int] = set()
-    used_aux: set[str] = set()
-    for i, net in enumerate(nets):
-        gw = gws[i] if i < len(gws) else None
-        if gw is not None:
-            if gw.version != net.version or gw not in net:
-                raise InvalidArgument(f"gateway {gw} is not in subnet {net}", "give a gateway inside its subnet")
-            if _is_edge(net, gw):
-                raise InvalidArgument(f"gateway {gw} is the network or broadcast address of {net}")
+    warnings = ["--gateway is ignored in ipvlan l3/l3s mode: routes have no next hop"] if l3 and gws else []
+    configs = []
+    for net in nets:
+        gw = gws.get(net)
         if l3:
             gw = None
-        elif gw is None:
+        elif gw is None and not internal:
             gw = first_host(net)
-        rng = None
-        for j, r in enumerate(ranges):
-            if r.version == net.version and r.subnet_of(net):  # type: ignore[arg-type]
-                if rng is not None:
-                    raise InvalidArgument(f"two --ip-range given for subnet {net}", "give at most one per subnet")
-                rng = r
-                used_ranges.add(j)
-        net_aux = []
-        for k, a in aux_addrs.items():
-            if a.version == net.version and a in net:
-                if gw is not None and a == gw:
-                    raise InvalidArgument(f"aux-address {k}={a} is the gateway of {net}")
-                net_aux.append((k, a))
-                used_aux.add(k)
-        configs.append(SubnetConfig(net, gw, rng, tuple(net_aux)))
-    for j, r in enumerate(ranges):
-        if j not in used_ranges:
-            raise InvalidArgument(f"ip-range {r} is not inside any --subnet", "give a range within its subnet")
-    for k, a in aux_addrs.items():
-        if k not in used_aux:
-            raise InvalidArgument(f"aux-address {k}={a} is not inside any subnet")
-    return SubnetPlan(configs, enable_ipv6, warnings)
+        net_aux = tuple(auxes.get(net, ()))
+        for k, a in net_aux:
+            if gw is not None and a == gw:
+                raise InvalidArgument(f"aux-address {k}={a} is the gateway of {net}")
+        configs.append(SubnetConfig(net, gw, ranges.get(net), net_aux))
+    return SubnetPlan(configs, enable_v6, warnings, enable_v4)
 
 
 def _is_edge(net: IPNetwork, addr: IPAddress) -> bool:
@@ -213,6 +250,27 @@ def used_addresses(network: Network) -> dict[IPAddress, str]:
     return held
 
 
+def shared_holders(network: Network, siblings: Iterable[Network]) -> dict[IPAddress, str]:
+    """Addresses of NETWORK's address space, with who holds each ("namespace a
+    on network n", "the gateway of network m").
+
+    Networks on one parent share one address space: the kernel refuses an
+    address that a sibling slave holds, and a sibling's gateway or aux address
+    is a real host on that link. Networks on other parents are other L2
+    domains and allocate independently, so only SIBLINGS are consulted.
+    """
+    held = {a: f"namespace {ns} on network {network.name}" for a, ns in used_addresses(network).items()}
+    for sib in siblings:
+        for a, ns in used_addresses(sib).items():
+            if network.subnet_for(a) is not None:
+                held.setdefault(a, f"namespace {ns} on network {sib.name}")
+        for cfg in sib.subnets:
+            for a in reserved(cfg):
+                if network.subnet_for(a) is not None:
+                    held.setdefault(a, f"a reserved address (gateway or aux-address) of network {sib.name}")
+    return held
+
+
 def check_static(network: Network, addr: IPAddress, held: dict[IPAddress, str]) -> SubnetConfig:
     """Validate --ip/--ip6; returns the subnet it belongs to."""
     cfg = network.subnet_for(addr)
@@ -224,7 +282,7 @@ def check_static(network: Network, addr: IPAddress, held: dict[IPAddress, str]) 
         )
     check_static_reserved(cfg, addr, "address")
     if addr in held:
-        raise Conflict(f"address {addr} is already in use by namespace {held[addr]} on network {network.name}")
+        raise Conflict(f"address {addr} is already in use by {held[addr]}", "choose another address")
     return cfg
 
 
@@ -236,13 +294,13 @@ class Allocator:
     (`apply`) therefore stay linear instead of quadratic.
     """
 
-    def __init__(self, network: Network) -> None:
+    def __init__(self, network: Network, siblings: Iterable[Network] = ()) -> None:
         self.network = network
-        self.held = used_addresses(network)
+        self.held = shared_holders(network, siblings)
         self._cursor: dict[int, int] = {}
 
     def take(self, addr: IPAddress, ns: str) -> None:
-        self.held[addr] = ns
+        self.held[addr] = f"namespace {ns} on network {self.network.name}"
 
     def release(self, addr: IPAddress) -> None:
         self.held.pop(addr, None)
@@ -266,7 +324,7 @@ class Allocator:
                 a = addr_cls(n)
                 if a not in self.held and a not in skip and not _is_edge(cfg.subnet, a):
                     self._cursor[i] = n
-                    self.held[a] = ns
+                    self.held[a] = f"namespace {ns} on network {self.network.name}"
                     return ipaddress.ip_interface(f"{a}/{cfg.subnet.prefixlen}")  # type: ignore[return-value]
                 n += 1
             self._cursor[i] = hi + 1
@@ -278,18 +336,21 @@ class Allocator:
 
 
 def assign(
-    network: Network, ns: str, ip: str | None, ip6: str | None
+    network: Network, ns: str, ip: str | None, ip6: str | None, siblings: Iterable[Network] = ()
 ) -> tuple[ipaddress.IPv4Interface | None, ipaddress.IPv6Interface | None]:
     """Addresses for a new endpoint: static where given, else lowest free per family.
 
-    A network gets an IPv6 address per endpoint only when it has IPv6 subnets.
+    A network gets an address per endpoint in each family it has subnets of.
+    SIBLINGS are the other networks on the same parent (one address space).
     """
-    alloc = Allocator(network)
+    alloc = Allocator(network, siblings)
     v4 = v6 = None
     if ip is not None:
         a = parse_address(ip, "--ip")
         if a.version != 4:
             raise InvalidArgument(f"--ip {ip} is not an IPv4 address", "use --ip6 for IPv6")
+        if not network.subnets_of(4):
+            raise InvalidArgument(f"network {network.name} has no IPv4 subnet", "leave out --ip")
         cfg = check_static(network, a, alloc.held)
         v4 = ipaddress.IPv4Interface(f"{a}/{cfg.subnet.prefixlen}")
         alloc.take(a, ns)

@@ -266,6 +266,7 @@ class Network:
     internal: bool = False
     enable_ipv6: bool = False
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    enable_ipv4: bool = True  # False: IPv6-only by request (`--ipv4=false`, Docker 28)
 
     @property
     def mode(self) -> str:
@@ -309,6 +310,7 @@ class Network:
             "parent_kind": self.parent_kind,
             "internal": self.internal,
             "enable_ipv6": self.enable_ipv6,
+            "enable_ipv4": self.enable_ipv4,
             "options": dict(self.options),
             "labels": dict(self.labels),
             "subnets": [s.to_dict() for s in self.subnets],
@@ -338,6 +340,7 @@ class Network:
             labels=dict(d.get("labels", {})),
             internal=bool(d.get("internal", False)),
             enable_ipv6=bool(d.get("enable_ipv6", False)),
+            enable_ipv4=bool(d.get("enable_ipv4", True)),
             endpoints={ns: Endpoint.from_dict(ns, e) for ns, e in d.get("endpoints", {}).items()},
         )
 

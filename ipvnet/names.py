@@ -75,6 +75,21 @@ def resolv_conf_text(host_text: str) -> str:
     return "".join(out)
 
 
+INTERNAL_RESOLV = (
+    f"{MARKER}: internal networks only, so no outside name server\n"
+    "# Peers resolve through /etc/hosts; any other lookup fails at once instead of timing out.\n"
+)
+
+
+def ns_resolv_text(nets: list[Network], host_text: str) -> str:
+    """A namespace only on internal networks reaches no outside name server
+    (Docker gives internal networks no external DNS); one that is also on a
+    routed network keeps the host's servers."""
+    if nets and all(n.internal for n in nets):
+        return INTERNAL_RESOLV
+    return resolv_conf_text(host_text)
+
+
 def host_nameservers(text: str) -> list[str]:
     return [p[1] for p in (line.split() for line in text.splitlines()) if len(p) >= 2 and p[0] == "nameserver"]
 
@@ -171,7 +186,7 @@ class Names:
             self._write_in_place(path, endpoint_lines(ep), append=True)
         else:
             self._write_in_place(path, network_hosts_text(net))
-        self.point_ns(ep.ns, networks_of_ns, first=True)
+        self.point_ns(ep.ns, networks_of_ns, resolv=True)
         for other_ns, nets in multi_homed:
             self.point_ns(other_ns, nets)
 
@@ -196,7 +211,9 @@ class Names:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.network_file(net.name))
 
-    def point_ns(self, ns: str, nets: list[Network], first: bool = False) -> None:
+    def point_ns(self, ns: str, nets: list[Network], resolv: bool = False) -> None:
+        """Point NS's hosts file at its networks; with RESOLV also (re)write its
+        resolv.conf when what its networks call for changed."""
         d = self._ensure_ns_dir(ns)
         hosts = os.path.join(d, "hosts")
         if self._ours(hosts):
@@ -204,14 +221,16 @@ class Names:
                 self._replace(hosts, link_to=self.network_file(nets[0].name))
             else:
                 self._replace(hosts, text=combined_hosts_text(sorted(nets, key=lambda n: n.name)))
-        resolv = os.path.join(d, "resolv.conf")
-        if first and self._ours(resolv):
-            self._replace(resolv, text=resolv_conf_text(read_host_resolv()))
+        path = os.path.join(d, "resolv.conf")
+        if resolv and self._ours(path):
+            text = ns_resolv_text(nets, read_host_resolv())
+            if _read(path) != text:
+                self._replace(path, text=text)
 
     def settle_ns(self, ns: str, nets: list[Network]) -> None:
         """After NS left a network: point it at the networks it is still on, or remove its files."""
         if nets:
-            self.point_ns(ns, nets)
+            self.point_ns(ns, nets, resolv=True)
         else:
             self.remove_ns(ns)
 
@@ -228,3 +247,11 @@ class Names:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.network_file(net))
 
+
+def _read(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        return f.read()

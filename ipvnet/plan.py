@@ -217,6 +217,47 @@ def route_of(net: Network, ep: Endpoint, family: int) -> Route | None:
     return Route(family, ep.ifname, str(cfg.gateway))
 
 
+def subnet_routes(net: Network, ep: Endpoint) -> list[tuple[int, str]]:
+    """(family, subnet) routes an internal L3/L3S attachment needs: `SUBNET dev IF`
+    to every other subnet of its network, per family it has an address in.
+
+    An internal network has no default route, and in L3 mode the kernel routes
+    between subnets only when the namespace sends to the link; without these
+    the guide's two-subnet, no-parent L3 network cannot reach its other half.
+    Non-internal L3 has `default dev IF`, which covers them.
+    """
+    if not (net.is_l3 and net.internal):
+        return []
+    out = []
+    for addr in ep.addresses():
+        for cfg in net.subnets_of(addr.version):
+            if addr.ip not in cfg.subnet:
+                out.append((addr.version, str(cfg.subnet)))
+    return out
+
+
+def routed_destinations(attachments: list[tuple[Network, Endpoint]]) -> set[str]:
+    """Subnets a namespace already reaches through its attachments (connected or routed)."""
+    out = set()
+    for net, ep in attachments:
+        out.update(str(a.network) for a in ep.addresses())
+        out.update(dst for _, dst in subnet_routes(net, ep))
+    return out
+
+
+def plan_subnet_routes(net: Network, ep: Endpoint, existing: list[tuple[Network, Endpoint]]) -> list[Op]:
+    """Routes to the network's other subnets, skipping any another attachment
+    of the namespace already routes (a second route to it would clash)."""
+    taken = routed_destinations(existing)
+    ops = []
+    for family, dst in subnet_routes(net, ep):
+        if dst in taken:
+            continue
+        r = {"family": family, "ifname": ep.ifname, "gateway": None, "dst": dst}
+        ops.append(Op("route_add", ep.ns, r, undo=Op("route_del", ep.ns, r), what=f"add route {dst} dev {ep.ifname}"))
+    return ops
+
+
 def route_owner(attachments: list[tuple[Network, Endpoint]], family: int) -> tuple[Network, Endpoint] | None:
     """Highest --gw-priority wins; ties go to the earliest attached."""
     best = None
@@ -310,6 +351,8 @@ def plan_attach(
         if ep.ipv6 is None:
             ops.append(sysctl_op(ns, f"ipv6/conf/{ep.ifname}/disable_ipv6", "1"))
         else:
+            # Explicitly on: a host whose default is disable_ipv6=1 would refuse the address.
+            ops.append(sysctl_op(ns, f"ipv6/conf/{ep.ifname}/disable_ipv6", "0"))
             ops.append(sysctl_op(ns, f"ipv6/conf/{ep.ifname}/ndisc_notify", "1"))
     if ep.ipv4 is not None:
         # Announce the address with a gratuitous ARP when the link comes up.
@@ -319,6 +362,7 @@ def plan_attach(
         ops.append(Op("addr_add", ns, a, undo=Op("addr_del", ns, a), what=f"add address {addr}"))
     ops.append(Op("link_set", ns, {"name": "lo", "up": True}, what="bring lo up"))
     ops.append(Op("link_set", ns, {"name": ep.ifname, "up": True}, what=f"bring {ep.ifname} up"))
+    ops.extend(plan_subnet_routes(net, ep, existing))
     ops.extend(plan_route_handover(ns, existing, existing + [(net, ep)]))
     return ops
 

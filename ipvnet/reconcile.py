@@ -29,6 +29,7 @@ from ipvnet.plan import (
     plan_attach,
     plan_create_parent,
     plan_host_access,
+    plan_subnet_routes,
     route_of,
     route_owner,
 )
@@ -150,6 +151,7 @@ def find_drift(state: State, engine: Any, journal: Journal, hosts: names.Names) 
         atts = sorted(by_ns[ns], key=lambda p: p[1].seq)
         drift.extend(_namespace_drift(ns, atts, engine))
 
+    drift.extend(_duplicate_drift(state))
     drift.extend(_hosts_drift(state, hosts))
     return drift
 
@@ -191,7 +193,7 @@ def _namespace_drift(ns: str, atts: list[tuple[Network, Any]], engine: Any) -> l
             what = f"link {ep.ifname} of {ns} on network {net.name} is missing"
         # Routes are settled below, once every link is back.
         attach_ops = plan_attach(net, ep, "ipv" + random_hex(4), [], create_ns=False)
-        ops.extend(op for op in attach_ops if op.action not in ("route_add", "route_del"))
+        ops.extend(op for op in attach_ops if not _is_default_route_op(op))
         out.append(Drift("missing-link", f"{ns}/{net.name}", what, f"recreate {ep.ifname} with its addresses", ops))
         restored.append((net, ep))
     for name, li in sorted(links.items()):
@@ -205,8 +207,10 @@ def _namespace_drift(ns: str, atts: list[tuple[Network, Any]], engine: Any) -> l
                     [Op("link_del", ns, {"name": name})],
                 )
             )
+    all_routes = engine.routes(ns) if exists else []
+    out.extend(_subnet_route_drift(ns, atts, healthy, all_routes))
     # Default routes: what the store implies, per family, against what is there.
-    current = engine.default_routes(ns) if exists else []
+    current = [(fam, dev, gw) for fam, dst, dev, gw in all_routes if dst is None]
     for family in (4, 6):
         owner = route_owner(atts, family)
         want = route_of(*owner, family) if owner else None
@@ -237,6 +241,46 @@ def _namespace_drift(ns: str, atts: list[tuple[Network, Any]], engine: Any) -> l
                 ops,
             )
         )
+    return out
+
+
+def _is_default_route_op(op: Op) -> bool:
+    return op.action in ("route_add", "route_del") and not op.args.get("dst")
+
+
+def _subnet_route_drift(
+    ns: str, atts: list[tuple[Network, Any]], healthy: list[tuple[Network, Any]], routes: list[tuple]
+) -> list[Drift]:
+    """Routes to the other subnets of internal L3 networks, on links that are
+    healthy (a recreated link gets its routes with it)."""
+    have = {(dst, dev) for _, dst, dev, _ in routes if dst is not None}
+    ok = {(n.name, e.ns) for n, e in healthy}
+    out = []
+    for i, (net, ep) in enumerate(atts):
+        if (net.name, ep.ns) not in ok:
+            continue
+        for op in plan_subnet_routes(net, ep, atts[:i]):
+            if (op.args["dst"], ep.ifname) in have:
+                continue
+            out.append(Drift("route", ns, f"route {op.args['dst']} dev {ep.ifname} of {ns} is missing",
+                             f"add route {op.args['dst']} dev {ep.ifname}", [op]))
+    return out
+
+
+def _duplicate_drift(state: State) -> list[Drift]:
+    """Two endpoints holding one address on one parent (the kernel refuses the
+    second; a hand-edited or merged store can still hold it)."""
+    seen: dict[tuple[str, Any], str] = {}
+    out = []
+    for net in sorted(state.networks.values(), key=lambda n: n.name):
+        for ep in sorted(net.endpoints.values(), key=lambda e: e.seq):
+            for a in ep.addresses():
+                who = f"namespace {ep.ns} on network {net.name}"
+                first = seen.setdefault((net.parent, a.ip), who)
+                if first != who:
+                    out.append(Drift("duplicate-address", f"{net.parent}/{a.ip}",
+                                     f"address {a.ip} on parent {net.parent} is held by {first} and by {who}",
+                                     "none: detach one of them", fixable=False))
     return out
 
 
@@ -300,7 +344,7 @@ def repair(
             by_ns.setdefault(ns, []).append(net)
     for ns, nets in by_ns.items():
         try:
-            hosts.point_ns(ns, sorted(nets, key=lambda n: n.name), first=True)
+            hosts.point_ns(ns, sorted(nets, key=lambda n: n.name), resolv=True)
         except OSError as e:
             failures.append(f"{ns}: hosts: {e}")
     return failures

@@ -226,6 +226,7 @@ class Service:
         ipv6: bool = False,
         options: tuple[str, ...] = (),
         labels: tuple[str, ...] = (),
+        ipv4: bool = True,
     ) -> Result:
         validate_name(name, "network name")
         opts = normalize_options(driver, parse_key_values(options, "option"))
@@ -261,19 +262,22 @@ class Service:
                 internal = True  # a dummy parent reaches nothing: Docker marks such networks internal
             check_parent_sharing(driver, opts, parent, others)
             l3 = driver == "ipvlan" and opts["ipvlan_mode"] in ("l3", "l3s")
-            req = ipam.SubnetRequest(subnets, gateways, ip_ranges, aux_addresses, ipv6)
+            req = ipam.SubnetRequest(subnets, gateways, ip_ranges, aux_addresses, ipv6, ipv4)
             host_routes: list[Any] = []
-            if not any(":" not in s for s in subnets):  # a default v4 pool will be picked
+            if ipv4 and not any(":" not in s for s in subnets):  # a default v4 pool will be picked
                 host_routes = [ipaddress.ip_network(r, strict=False) for r in self.engine.host_routes()]
             sp = ipam.plan_subnets(
                 req,
                 l3=l3,
+                internal=internal,
                 other_subnets=[s.subnet for o in others for s in o.subnets],
                 host_routes=host_routes,
                 host_nameservers=names.host_nameserver_addresses(names.read_host_resolv()),
                 ula48=ipam.ula_prefix(host_seed()),
             )
             res.warnings.extend(sp.warnings)
+            if l3 and parent_exists:
+                res.warnings.extend(self._l3_overlap_warnings(parent, sp.subnets))
             if "host_access" in opts:
                 sp.subnets = reserve_host_access(sp.subnets, opts, driver)
             net = Network(
@@ -288,6 +292,7 @@ class Service:
                 labels=label_map,
                 internal=internal,
                 enable_ipv6=sp.enable_ipv6,
+                enable_ipv4=sp.enable_ipv4,
             )
             res.network = net
             res.ops = plan_create_parent(net, parent_exists) + plan_host_access(net)
@@ -296,6 +301,20 @@ class Service:
             state.networks[name] = net
             self._commit(state, res.ops, command=f"network create {name}")
             return res
+
+    def _l3_overlap_warnings(self, parent: str, subnets: list[SubnetConfig]) -> list[str]:
+        """L3 routes between the namespaces and the parent's side: a subnet that
+        holds the parent's own address puts the host on both sides of that route."""
+        out = []
+        for ifname, addr in self.engine.addresses():
+            ip = ipaddress.ip_interface(addr).ip
+            if ifname != parent or ip.is_link_local:
+                continue
+            for cfg in subnets:
+                if cfg.version == ip.version and ip in cfg.subnet:
+                    out.append(f"subnet {cfg.subnet} holds {ip}, an address of parent {parent}: "
+                               "in ipvlan l3/l3s mode give namespaces a subnet apart from the host's")
+        return out
 
     def remove_networks(self, names_: tuple[str, ...], force: bool = False) -> Result:
         """Remove each network; keeps going past a failure and reports them all."""
@@ -399,7 +418,7 @@ class Service:
                 taken |= {li.name for li in self.engine.links(ns)}
             if ifname is not None and ifname in taken:
                 raise Conflict(f"interface {ifname} already exists in namespace {ns}", "choose another --ifname")
-            v4, v6 = ipam.assign(net, ns, ip, ip6)
+            v4, v6 = ipam.assign(net, ns, ip, ip6, siblings_of(state, net))
             if mac is not None:
                 mac = validate_mac(mac)
             ep = Endpoint(
@@ -506,7 +525,7 @@ class Service:
             sp = specs[a.network]
             self.create_network(
                 sp.name, sp.driver, sp.subnets, sp.gateways, sp.ip_ranges, sp.aux_addresses, sp.internal, sp.ipv6,
-                tuple(f"{k}={v}" for k, v in sp.options.items()), sp.labels,
+                tuple(f"{k}={v}" for k, v in sp.options.items()), sp.labels, sp.ipv4,
             )
         else:
             n = next(x for x in specs[a.network].namespaces if x.ns == a.ns)
@@ -564,6 +583,11 @@ def attachments_of(state: State, ns: str) -> list[tuple[Network, Endpoint]]:
 
 def networks_of(state: State, ns: str) -> list[Network]:
     return [n for n, _ in attachments_of(state, ns)]
+
+
+def siblings_of(state: State, net: Network) -> list[Network]:
+    """Other networks on NET's parent: they share one address space."""
+    return [o for o in state.networks.values() if o.parent == net.parent and o.name != net.name]
 
 
 def multi_homed(state: State, net: Network, exclude: str) -> list[tuple[str, list[Network]]]:

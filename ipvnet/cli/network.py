@@ -27,10 +27,13 @@ def network() -> None:
 @click.option("-d", "--driver", default="ipvlan", show_default=True, type=click.Choice(["ipvlan", "macvlan"]),
               help="Link type for attached namespaces.")
 @click.option("--subnet", multiple=True, metavar="CIDR", help="Subnet, repeatable; IPv4 and IPv6 may be mixed.")
-@click.option("--gateway", multiple=True, metavar="IP", help="Gateway for the --subnet in the same position.")
+@click.option("--gateway", multiple=True, metavar="IP", help="Gateway of the --subnet that contains it.")
 @click.option("--ip-range", multiple=True, metavar="CIDR", help="Allocate automatic addresses from this range only.")
 @click.option("--aux-address", multiple=True, metavar="NAME=IP", help="Reserve an address so it is never handed out.")
-@click.option("--internal", is_flag=True, help="No default route in attached namespaces.")
+@click.option("--internal", is_flag=True,
+              help="Reach only the network: no default route, no outside name server, no gateway unless given.")
+@click.option("--ipv4", type=click.BOOL, default=True, show_default=True, metavar="BOOL",
+              help="--ipv4=false makes an IPv6-only network (with --ipv6 or an IPv6 --subnet).")
 @click.option("--ipv6", is_flag=True, help="Enable IPv6; without an IPv6 --subnet a ULA /64 is picked.")
 @click.option("-o", "--opt", "options", multiple=True, metavar="KEY=VALUE", shell_complete=complete.options,
               help="parent=IF[.VID], ipvlan_mode=l2|l3|l3s, ipvlan_flag=bridge|private|vepa, "
@@ -40,7 +43,7 @@ def network() -> None:
 @click.argument("name")
 @pass_ctx
 def create(ctx: Ctx, name: str, driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...],
-           ip_range: tuple[str, ...], aux_address: tuple[str, ...], internal: bool, ipv6: bool,
+           ip_range: tuple[str, ...], aux_address: tuple[str, ...], internal: bool, ipv4: bool, ipv6: bool,
            options: tuple[str, ...], label: tuple[str, ...], dry_run: bool) -> None:
     """Create network NAME and, when needed, its parent link.
 
@@ -58,13 +61,15 @@ def create(ctx: Ctx, name: str, driver: str, subnet: tuple[str, ...], gateway: t
       # L3 mode, two subnets routed to each other
       ipvnet network create --subnet 10.1.1.0/24 --subnet 10.1.2.0/24 \\
           -o parent=eth0 -o ipvlan_mode=l3 l3net
-      # dual stack
+      # dual stack; each --gateway goes with the --subnet that contains it
       ipvnet network create --subnet 192.168.50.0/24 --subnet 2001:db8:50::/64 \\
-          -o parent=eth0.50 dual
+          --gateway 2001:db8:50::1 --gateway 192.168.50.254 -o parent=eth0.50 dual
+      # IPv6 only
+      ipvnet network create --ipv4=false --ipv6 -o parent=eth0.60 v6only
     """
     with ctx.service(dry_run) as svc:
         res = svc.create_network(name, driver, subnet, gateway, ip_range, aux_address, internal, ipv6,
-                                 options, label)
+                                 options, label, ipv4)
     report(res, dry_run)
     if not dry_run and res.network is not None:
         click.echo(res.network.id)

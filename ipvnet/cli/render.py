@@ -45,7 +45,7 @@ def inspect_dict(net: Network) -> dict[str, Any]:
         "Created": net.created,
         "Scope": "local",
         "Driver": net.driver,
-        "EnableIPv4": True,
+        "EnableIPv4": net.enable_ipv4,
         "EnableIPv6": net.enable_ipv6,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
         "Internal": net.internal,

@@ -159,8 +159,8 @@ def test_dry_run_changes_nothing(eth0):
 ERRORS = [
     (2, ["--subnet", "10.0.0.0/33"], "invalid subnet"),
     (2, ["--subnet", "10.40.0.1/24"], "host bits"),
-    (2, ["--subnet", "10.40.0.0/24", "--gateway", "10.41.0.1"], "not in subnet"),
-    (4, ["--subnet", "10.50.0.0/16"], "overlaps"),
+    (2, ["--subnet", "10.40.0.0/24", "--gateway", "10.41.0.1"], "not in any --subnet"),
+    (4, ["--subnet", "10.51.0.0/16", "--subnet", "10.51.3.0/24"], "overlap"),
     (2, ["-o", "ipvlan_mode=l4"], "ipvlan_mode"),
     (2, ["-o", "ipvlan_flag=nope"], "ipvlan_flag"),
     (2, ["-o", "bogus=1"], "unknown option"),

@@ -308,8 +308,8 @@ def test_allocator_take_marks_address_used():
     alloc = Allocator(net)
     alloc.take(A("10.0.0.2"), "static")
     assert str(alloc.allocate(4, "a")) == "10.0.0.3/29"
-    assert alloc.held[A("10.0.0.2")] == "static"
-    assert alloc.held[A("10.0.0.3")] == "a"
+    assert alloc.held[A("10.0.0.2")] == "namespace static on network net"
+    assert alloc.held[A("10.0.0.3")] == "namespace a on network net"
 
 
 def test_allocator_release_of_unknown_address_is_harmless():
@@ -385,8 +385,8 @@ def test_check_static_accepts(addr):
 def test_check_static_conflict_names_namespace_and_network():
     net = _static_net()
     with pytest.raises(Conflict) as ei:
-        check_static(net, A("10.0.0.5"), ipam.used_addresses(net))
-    assert "holder" in str(ei.value) and "stat" in str(ei.value)
+        check_static(net, A("10.0.0.5"), ipam.shared_holders(net, []))
+    assert "namespace holder on network stat" in str(ei.value)
 
 
 def test_check_static_without_subnets_of_family():
@@ -399,10 +399,12 @@ def test_check_static_without_subnets_of_family():
 # --- plan_subnets ----------------------------------------------------------------
 
 
-def _plan(l3=False, other=(), routes=(), nameservers=(), ula48=None, **req):
+def _plan(l3=False, internal=False, other=(), routes=(), nameservers=(), ula48=None, **req):
     return plan_subnets(
-        SubnetRequest(**{k: tuple(v) for k, v in req.items() if k != "ipv6"}, ipv6=req.get("ipv6", False)),
+        SubnetRequest(**{k: tuple(v) for k, v in req.items() if k not in ("ipv6", "ipv4")},
+                      ipv6=req.get("ipv6", False), ipv4=req.get("ipv4", True)),
         l3=l3,
+        internal=internal,
         other_subnets=[N(o) for o in other],
         host_routes=[N(r) for r in routes],
         host_nameservers=[A(x) for x in nameservers],
@@ -518,16 +520,17 @@ def test_plan_subnets_l3_aux_may_be_first_host():
         ({"subnets": ["10.1.0.1/24"]}, InvalidArgument, "host bits"),
         ({"subnets": ["fd00::1/64"]}, InvalidArgument, "host bits"),
         ({"subnets": ["10.1.0.0"]}, InvalidArgument, "prefix length"),
-        ({"subnets": ["10.1.0.0/24"], "gateways": ["10.2.0.1"]}, InvalidArgument, "not in subnet"),
-        (
-            {"subnets": ["10.1.0.0/24", "10.2.0.0/24"], "gateways": ["10.2.0.1", "10.1.0.1"]},
-            InvalidArgument,
-            "gateway 10.2.0.1 is not in subnet 10.1.0.0/24",
-        ),
-        ({"subnets": ["10.1.0.0/24"], "gateways": ["fd00::1"]}, InvalidArgument, "not in subnet"),
+        ({"subnets": ["10.1.0.0/24"], "gateways": ["10.2.0.1"]}, InvalidArgument,
+         "gateway 10.2.0.1 is not in any --subnet (10.1.0.0/24)"),
+        ({"subnets": ["10.1.0.0/24"], "gateways": ["fd00::1"]}, InvalidArgument, "not in any --subnet"),
+        ({"gateways": ["10.1.0.1"]}, InvalidArgument, "not in any --subnet (none)"),
+        ({"subnets": ["10.1.0.0/24", "10.2.0.0/24"], "gateways": ["10.2.0.1", "10.2.0.9"]}, InvalidArgument,
+         "two gateways for subnet 10.2.0.0/24: 10.2.0.1 and 10.2.0.9"),
         ({"subnets": ["10.1.0.0/24"], "gateways": ["10.1.0.0"]}, InvalidArgument, "network or broadcast"),
         ({"subnets": ["10.1.0.0/24"], "gateways": ["10.1.0.255"]}, InvalidArgument, "network or broadcast"),
-        ({"subnets": ["10.1.0.0/24"], "gateways": ["10.1.0.1", "10.1.0.2"]}, InvalidArgument, "more --gateway"),
+        ({"subnets": ["10.1.0.0/24"], "gateways": ["10.1.0.1", "10.1.0.2"]}, InvalidArgument, "two gateways"),
+        ({"subnets": ["10.1.0.0/24"], "ipv4": False}, InvalidArgument, "--ipv4=false with an IPv4 --subnet"),
+        ({"ipv4": False}, InvalidArgument, "without addresses"),
         ({"subnets": ["10.1.0.0/24"], "gateways": ["nonsense"]}, InvalidArgument, "gateway"),
         ({"subnets": ["10.1.0.0/24"], "ip_ranges": ["10.2.0.0/25"]}, InvalidArgument, "not inside any"),
         ({"subnets": ["10.1.0.0/24"], "ip_ranges": ["10.1.0.0/23"]}, InvalidArgument, "not inside any"),
@@ -562,10 +565,10 @@ def test_plan_subnets_errors(kwargs, exc, needle):
         ("fd00:1::/64", "fd00::/16"),
     ],
 )
-def test_plan_subnets_overlap_with_other_network_is_conflict(subnet_, other):
-    with pytest.raises(Conflict) as ei:
-        _plan(subnets=[subnet_], other=[other])
-    assert other in str(ei.value)
+def test_plan_subnets_may_overlap_other_networks(subnet_, other):
+    """Docker v28: networks may overlap (two VLANs reusing one private subnet)."""
+    plan = _plan(subnets=[subnet_], other=[other])
+    assert str(plan.subnets[-1].subnet) == subnet_
 
 
 def test_plan_subnets_explicit_subnet_may_be_a_host_route():

@@ -47,6 +47,7 @@ def test_plan_attach_l2_dual_stack_order_and_args():
         ("link_set", "ns1"),
         ("sysctl", "ns1"),
         ("sysctl", "ns1"),
+        ("sysctl", "ns1"),
         ("addr_add", "ns1"),
         ("addr_add", "ns1"),
         ("link_set", "ns1"),
@@ -55,6 +56,7 @@ def test_plan_attach_l2_dual_stack_order_and_args():
         ("route_add", "ns1"),
     ]
     assert [op.args for op in ops if op.action == "sysctl"] == [
+        {"key": "ipv6/conf/eth0/disable_ipv6", "value": "0"},
         {"key": "ipv6/conf/eth0/ndisc_notify", "value": "1"},
         {"key": "ipv4/conf/eth0/arp_notify", "value": "1"},
     ]
@@ -79,8 +81,8 @@ def test_plan_attach_l2_dual_stack_order_and_args():
         "mode": "l2",
         "flag": "bridge",
     }
-    assert ops[4].args == {"ifname": "eth0", "address": "10.0.0.2/24", "nodad": False}
-    assert ops[5].args == {"ifname": "eth0", "address": "fd00::2/64", "nodad": True}
+    assert ops[5].args == {"ifname": "eth0", "address": "10.0.0.2/24", "nodad": False}
+    assert ops[6].args == {"ifname": "eth0", "address": "fd00::2/64", "nodad": True}
     assert all(op.ns == "ns1" for op in ops[1:])
     assert all(op.what for op in ops)
 
@@ -135,8 +137,8 @@ def test_plan_attach_v4_only_disables_ipv6_and_has_no_v6_route():
 
 def test_plan_attach_v6_only_has_no_arp_notify():
     ops = plan_attach(l2_net(), endpoint("ns1", ipv6="fd00::2/64"), "t", [], create_ns=False)
-    sysctls = [op.args["key"] for op in ops if op.action == "sysctl"]
-    assert sysctls == ["ipv6/conf/eth0/ndisc_notify"]
+    sysctls = [(op.args["key"], op.args["value"]) for op in ops if op.action == "sysctl"]
+    assert sysctls == [("ipv6/conf/eth0/disable_ipv6", "0"), ("ipv6/conf/eth0/ndisc_notify", "1")]
     assert [op.args for op in ops if op.action == "route_add"] == [
         {"family": 6, "ifname": "eth0", "gateway": "fd00::1"}
     ]
@@ -156,11 +158,40 @@ def test_plan_attach_l3_routes_have_no_gateway():
         assert routes == ["ip -n ns1 route add default dev eth0", "ip -6 -n ns1 route add default dev eth0"]
 
 
-def test_plan_attach_internal_network_gets_no_route():
-    for net in (l2_net(internal=True), l3_net(internal=True)):
-        ops = plan_attach(net, endpoint("ns1", "10.0.0.2/24", "fd00::2/64"), "t", [], create_ns=False)
-        assert not [op for op in ops if op.action.startswith("route_")]
-        assert ops[-1].describe() == "ip -n ns1 link set eth0 up"
+def test_plan_attach_internal_l2_network_gets_no_route():
+    ops = plan_attach(l2_net(internal=True), endpoint("ns1", "10.0.0.2/24", "fd00::2/64"), "t", [], create_ns=False)
+    assert not [op for op in ops if op.action.startswith("route_")]
+    assert ops[-1].describe() == "ip -n ns1 link set eth0 up"
+
+
+def test_plan_attach_internal_l3_routes_only_to_the_networks_other_subnets():
+    """The guide's no-parent L3 example: two subnets reach each other, nothing else (no default)."""
+    net = network("l3i", [subnet("192.168.214.0/24"), subnet("10.1.214.0/24"), subnet("fd03::/64"),
+                          subnet("fd04::/64")], mode="l3s", internal=True)
+    ops = plan_attach(net, endpoint("ns1", "192.168.214.2/24"), "t", [], create_ns=False)
+    routes = [op for op in ops if op.action.startswith("route_")]
+    assert [op.describe() for op in routes] == ["ip -n ns1 route add 10.1.214.0/24 dev eth0"]
+    assert routes[0].undo.describe() == "ip -n ns1 route del 10.1.214.0/24 dev eth0"
+    ops = plan_attach(net, endpoint("ns2", "10.1.214.3/24", "fd04::3/64"), "t", [], create_ns=False)
+    assert [op.describe() for op in ops if op.action == "route_add"] == [
+        "ip -n ns2 route add 192.168.214.0/24 dev eth0",
+        "ip -6 -n ns2 route add fd03::/64 dev eth0",
+    ]
+
+
+def test_plan_attach_internal_l3_skips_subnets_another_attachment_already_routes():
+    a = network("a", [subnet("10.1.0.0/24"), subnet("10.2.0.0/24")], mode="l3", internal=True, parent="di-a")
+    b = network("b", [subnet("10.2.0.0/24"), subnet("10.3.0.0/24")], mode="l3", internal=True, parent="di-b")
+    first = endpoint("ns1", "10.1.0.2/24")
+    second = endpoint("ns1", "10.3.0.2/24", ifname="eth1", seq=2)
+    ops = plan_attach(b, second, "t", [(a, first)], create_ns=False)
+    assert [op.describe() for op in ops if op.action == "route_add"] == []  # 10.2.0.0/24 already dev eth0
+
+
+def test_plan_attach_non_internal_l3_has_default_route_and_no_subnet_routes():
+    net = network("l3", [subnet("10.1.0.0/24"), subnet("10.2.0.0/24")], mode="l3")
+    ops = plan_attach(net, endpoint("ns1", "10.1.0.2/24"), "t", [], create_ns=False)
+    assert [op.describe() for op in ops if op.action == "route_add"] == ["ip -n ns1 route add default dev eth0"]
 
 
 def test_plan_attach_subnet_without_gateway_gets_no_route_in_l2():
