@@ -24,6 +24,7 @@ deps:
 
 lint: install
 	$(VENV)/bin/ruff check ipvnet tests scripts
+	$(VENV)/bin/mypy ipvnet tests/unit/fake_engine.py
 
 unit: install
 	$(PY) -m pytest tests/unit -q

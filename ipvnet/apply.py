@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ipvnet.errors import Conflict, InvalidArgument
@@ -40,6 +40,7 @@ from ipvnet.model import (
     validate_ifname,
     validate_name,
 )
+from ipvnet.requests import AttachSpec, NetworkSpec
 
 NET_KEYS = {"driver", "subnets", "gateways", "ip_ranges", "aux_addresses", "internal", "ipv4", "ipv6", "options",
             "labels", "namespaces"}
@@ -47,29 +48,15 @@ NS_KEYS = {"ip", "ip6", "aliases", "gw_priority", "ifname"}
 
 
 @dataclass(frozen=True)
-class NsSpec:
-    ns: str
-    ip: str | None = None
-    ip6: str | None = None
-    aliases: tuple[str, ...] = ()
-    gw_priority: int = 0
-    ifname: str | None = None
+class FileNetwork:
+    """One `[networks.NAME]` table: the network and the namespaces on it."""
 
+    spec: NetworkSpec
+    namespaces: tuple[AttachSpec, ...] = ()
 
-@dataclass(frozen=True)
-class NetSpec:
-    name: str
-    driver: str = "ipvlan"
-    subnets: tuple[str, ...] = ()
-    gateways: tuple[str, ...] = ()
-    ip_ranges: tuple[str, ...] = ()
-    aux_addresses: tuple[str, ...] = ()
-    internal: bool = False
-    ipv6: bool = False
-    options: dict[str, str] = field(default_factory=dict)
-    labels: tuple[str, ...] = ()
-    namespaces: tuple[NsSpec, ...] = ()
-    ipv4: bool = True
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 @dataclass(frozen=True)
@@ -104,7 +91,7 @@ def _known_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
         raise InvalidArgument(f"{where}: unknown key {bad[0]!r}", f"valid keys: {', '.join(sorted(allowed))}")
 
 
-def parse_spec(text: str, path: str) -> list[NetSpec]:
+def parse_spec(text: str, path: str) -> list[FileNetwork]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -112,57 +99,54 @@ def parse_spec(text: str, path: str) -> list[NetSpec]:
     unknown = set(data) - {"networks"}
     if unknown:
         raise InvalidArgument(f"{path}: unknown top-level key {sorted(unknown)[0]!r}", "only [networks.NAME] tables")
-    out = []
-    for name, nd in _typed(path, "networks", data.get("networks", {}), dict).items():
-        where = f"{path}: network {name}"
-        validate_name(name, "network name")
-        _typed(where, "table", nd, dict)
-        _known_keys(where, nd, NET_KEYS)
-        driver = _typed(where, "driver", nd.get("driver", "ipvlan"), str)
-        options = {k: str(_typed(where, f"options.{k}", v, (str, int))) for k, v in nd.get("options", {}).items()}
-        normalize_options(driver, options)  # validate early, with the file named on error
-        namespaces = []
-        for ns, sd in _typed(where, "namespaces", nd.get("namespaces", {}), dict).items():
-            nwhere = f"{where} namespace {ns}"
-            validate_name(ns, "namespace name")
-            _typed(nwhere, "table", sd, dict)
-            _known_keys(nwhere, sd, NS_KEYS)
-            for a in _strings(nwhere, "aliases", sd.get("aliases", [])):
-                validate_name(a, "alias")
-            if "ifname" in sd:
-                validate_ifname(_typed(nwhere, "ifname", sd["ifname"], str))
-            namespaces.append(
-                NsSpec(
-                    ns,
-                    _typed(nwhere, "ip", sd["ip"], str) if "ip" in sd else None,
-                    _typed(nwhere, "ip6", sd["ip6"], str) if "ip6" in sd else None,
-                    _strings(nwhere, "aliases", sd.get("aliases", [])),
-                    _typed(nwhere, "gw_priority", sd.get("gw_priority", 0), int),
-                    sd.get("ifname"),
-                )
-            )
-        aux = _typed(where, "aux_addresses", nd.get("aux_addresses", {}), dict)
-        labels = _typed(where, "labels", nd.get("labels", {}), dict)
-        out.append(
-            NetSpec(
-                name=name,
-                driver=driver,
-                subnets=_strings(where, "subnets", nd.get("subnets", [])),
-                gateways=_strings(where, "gateways", nd.get("gateways", [])),
-                ip_ranges=_strings(where, "ip_ranges", nd.get("ip_ranges", [])),
-                aux_addresses=tuple(f"{k}={v}" for k, v in aux.items()),
-                internal=bool(_typed(where, "internal", nd.get("internal", False), bool)),
-                ipv6=bool(_typed(where, "ipv6", nd.get("ipv6", False), bool)),
-                ipv4=bool(_typed(where, "ipv4", nd.get("ipv4", True), bool)),
-                options=options,
-                labels=tuple(f"{k}={v}" for k, v in labels.items()),
-                namespaces=tuple(namespaces),
-            )
-        )
-    return out
+    return [_network(path, name, nd) for name, nd in _typed(path, "networks", data.get("networks", {}), dict).items()]
 
 
-def network_matches(spec: NetSpec, net: Network) -> str | None:
+def _network(path: str, name: str, nd: Any) -> FileNetwork:
+    where = f"{path}: network {name}"
+    validate_name(name, "network name")
+    _typed(where, "table", nd, dict)
+    _known_keys(where, nd, NET_KEYS)
+    driver = _typed(where, "driver", nd.get("driver", "ipvlan"), str)
+    options = {k: str(_typed(where, f"options.{k}", v, (str, int))) for k, v in nd.get("options", {}).items()}
+    normalize_options(driver, options)  # validate early, with the file named on error
+    aux = _typed(where, "aux_addresses", nd.get("aux_addresses", {}), dict)
+    labels = _typed(where, "labels", nd.get("labels", {}), dict)
+    spec = NetworkSpec(
+        name=name,
+        driver=driver,
+        subnets=_strings(where, "subnets", nd.get("subnets", [])),
+        gateways=_strings(where, "gateways", nd.get("gateways", [])),
+        ip_ranges=_strings(where, "ip_ranges", nd.get("ip_ranges", [])),
+        aux_addresses={str(k): str(_typed(where, f"aux_addresses.{k}", v, str)) for k, v in aux.items()},
+        internal=bool(_typed(where, "internal", nd.get("internal", False), bool)),
+        ipv4=bool(_typed(where, "ipv4", nd.get("ipv4", True), bool)),
+        ipv6=bool(_typed(where, "ipv6", nd.get("ipv6", False), bool)),
+        options=options,
+        labels={str(k): str(v) for k, v in labels.items()},
+    )
+    spaces = _typed(where, "namespaces", nd.get("namespaces", {}), dict)
+    return FileNetwork(spec, tuple(_namespace(f"{where} namespace {ns}", name, ns, sd) for ns, sd in spaces.items()))
+
+
+def _namespace(where: str, network: str, ns: str, sd: Any) -> AttachSpec:
+    validate_name(ns, "namespace name")
+    _typed(where, "table", sd, dict)
+    _known_keys(where, sd, NS_KEYS)
+    aliases = _strings(where, "aliases", sd.get("aliases", []))
+    for a in aliases:
+        validate_name(a, "alias")
+    if "ifname" in sd:
+        validate_ifname(_typed(where, "ifname", sd["ifname"], str))
+    return AttachSpec(
+        ns, network,
+        _typed(where, "ip", sd["ip"], str) if "ip" in sd else None,
+        _typed(where, "ip6", sd["ip6"], str) if "ip6" in sd else None,
+        sd.get("ifname"), aliases, _typed(where, "gw_priority", sd.get("gw_priority", 0), int), create=True,
+    )
+
+
+def network_matches(spec: NetworkSpec, net: Network) -> str | None:
     """Why the existing network differs from the file (None when it matches).
     Defaults the store filled in (a picked pool, a gateway) count as matching."""
     if spec.driver != net.driver:
@@ -187,7 +171,7 @@ def network_matches(spec: NetSpec, net: Network) -> str | None:
     return None
 
 
-def endpoint_matches(spec: NsSpec, net: Network) -> bool:
+def endpoint_matches(spec: AttachSpec, net: Network) -> bool:
     ep = net.endpoints.get(spec.ns)
     if ep is None:
         return False
@@ -202,16 +186,17 @@ def endpoint_matches(spec: NsSpec, net: Network) -> bool:
     )
 
 
-def diff(specs: list[NetSpec], networks: dict[str, Network], prune: bool) -> list[Action]:
+def diff(files: list[FileNetwork], networks: dict[str, Network], prune: bool) -> list[Action]:
     """Ordered actions: detaches and removals first (they free addresses), then creations and attaches."""
-    names = {s.name for s in specs}
+    names = {f.name for f in files}
     removals: list[Action] = []
     adds: list[Action] = []
-    for spec in specs:
+    for f in files:
+        spec = f.spec
         net = networks.get(spec.name)
         if net is None:
             adds.append(Action("create", spec.name))
-            adds.extend(Action("attach", spec.name, n.ns) for n in spec.namespaces)
+            adds.extend(Action("attach", spec.name, n.ns) for n in f.namespaces)
             continue
         why = network_matches(spec, net)
         if why:
@@ -219,8 +204,8 @@ def diff(specs: list[NetSpec], networks: dict[str, Network], prune: bool) -> lis
                 f"network {spec.name} exists and differs from the file: {why}",
                 "ipvnet does not change a network in place; remove it or rename it in the file",
             )
-        listed = {n.ns for n in spec.namespaces}
-        for n in spec.namespaces:
+        listed = {n.ns for n in f.namespaces}
+        for n in f.namespaces:
             if n.ns in net.endpoints and not endpoint_matches(n, net):
                 removals.append(Action("detach", spec.name, n.ns, "changed"))
                 adds.append(Action("attach", spec.name, n.ns, "changed"))

@@ -17,6 +17,26 @@ class IpvnetError(Exception):
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def wrap(self, context: str) -> IpvnetError:
+        """The same kind of error, with CONTEXT in front: `attach ns1 to web: create
+        ipvlan link in namespace ns1: File exists`. The exit status stays the kind's."""
+        if not context or self.message.startswith(context + ":"):
+            return self
+        err = type(self).__new__(type(self))
+        err.__dict__.update(self.__dict__)
+        IpvnetError.__init__(err, f"{context}: {self.message}", self.hint)
+        return err
+
+
+class ErrorList(IpvnetError):
+    """Several failures of one command that kept going (rm of several networks,
+    a repair); printed one per line, exit status of the first."""
+
+    def __init__(self, errors: list[IpvnetError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+        self.exit_code = errors[0].exit_code if errors else 1
+
 
 class InvalidArgument(IpvnetError):
     """A value on the command line or in a file is malformed or inconsistent."""

@@ -1,4 +1,4 @@
-"""Fault injection for tests: stop at a named step of a transaction.
+"""Fault injection, a test hook: stop at a named step of a transaction.
 
 IPVNET_FAULT=[kill@]STEP[:N] makes the Nth arrival at STEP raise a
 KernelError (rollback must leave nothing) or, with `kill@`, SIGKILL the
@@ -7,33 +7,52 @@ Steps are the kernel operations (`link_add`, `link_set`, `sysctl`,
 `addr_add`, `route_add`, `route_del`, `link_del`, `netns_add`) and the
 transaction's own stages: `journal` (after the journal is written),
 `hosts` (before hosts files) and `store` (before the store write).
+
+The variable is read once, when a command starts (`Faults.from_env`); in
+production it is unset and every check is a test of `None`.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ipvnet.errors import KernelError
 
-_seen: dict[str, int] = {}
+
+@dataclass
+class Faults:
+    step: str
+    count: int = 1
+    kill: bool = False
+    seen: int = field(default=0, compare=False)
+
+    @classmethod
+    def parse(cls, spec: str) -> Faults | None:
+        if not spec:
+            return None
+        kill = spec.startswith("kill@")
+        name, _, count = spec.removeprefix("kill@").partition(":")
+        return cls(name, int(count or 1), kill)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Faults | None:
+        return cls.parse(env.get("IPVNET_FAULT", ""))
+
+    def point(self, step: str, detail: str = "") -> None:
+        if step != self.step:
+            return
+        self.seen += 1
+        if self.seen != self.count:
+            return
+        if self.kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise KernelError(f"injected fault at {step}{': ' + detail if detail else ''}")
 
 
-def point(step: str, detail: str = "") -> None:
-    spec = os.environ.get("IPVNET_FAULT")
-    if not spec:
-        return
-    kill = spec.startswith("kill@")
-    name, _, count = spec.removeprefix("kill@").partition(":")
-    if name != step:
-        return
-    _seen[step] = _seen.get(step, 0) + 1
-    if _seen[step] != int(count or 1):
-        return
-    if kill:
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise KernelError(f"injected fault at {step}{': ' + detail if detail else ''}")
-
-
-def reset() -> None:
-    _seen.clear()
+def point(faults: Faults | None, step: str, detail: str = "") -> None:
+    """A named step: does nothing unless a test armed FAULTS for it."""
+    if faults is not None:
+        faults.point(step, detail)

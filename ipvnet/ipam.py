@@ -31,7 +31,7 @@ def default_v4_pools() -> Iterator[ipaddress.IPv4Network]:
 
 
 def overlaps(a: IPNetwork, b: IPNetwork) -> bool:
-    return a.version == b.version and a.overlaps(b)  # type: ignore[arg-type]
+    return a.version == b.version and a.overlaps(b)
 
 
 def pick_default_v4(avoid: Iterable[IPNetwork], avoid_addrs: Iterable[IPAddress] = ()) -> ipaddress.IPv4Network:
@@ -325,7 +325,7 @@ class Allocator:
                 if a not in self.held and a not in skip and not _is_edge(cfg.subnet, a):
                     self._cursor[i] = n
                     self.held[a] = f"namespace {ns} on network {self.network.name}"
-                    return ipaddress.ip_interface(f"{a}/{cfg.subnet.prefixlen}")  # type: ignore[return-value]
+                    return ipaddress.ip_interface(f"{a}/{cfg.subnet.prefixlen}")
                 n += 1
             self._cursor[i] = hi + 1
         subnets = ", ".join(str(s.subnet) for s in self.network.subnets_of(version))

@@ -13,14 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ipvnet.errors import InvalidArgument
+from ipvnet.vocab import DRIVERS, OPTION_BY_KEY, option_keys
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-DRIVERS = ("ipvlan", "macvlan")
-IPVLAN_MODES = ("l2", "l3", "l3s")
-IPVLAN_FLAGS = ("bridge", "private", "vepa")
-MACVLAN_MODES = ("bridge", "vepa", "private", "passthru")
 IFNAMSIZ = 15  # bytes, without the terminating NUL
 
 # Names become file names under /etc/netns and /run/netns, TOML keys and
@@ -115,33 +112,27 @@ def parse_parent(value: str) -> ParentSpec:
     return ParentSpec(value)
 
 
-OPTION_KEYS = {
-    "ipvlan": ("parent", "ipvlan_mode", "ipvlan_flag", "mtu", "host_access"),
-    "macvlan": ("parent", "macvlan_mode", "mtu", "host_access"),
-}
-
-
 def normalize_options(driver: str, raw: dict[str, str]) -> dict[str, str]:
-    """Validate `-o` options and fill in the defaults Docker applies."""
+    """Validate `-o` options and fill in the defaults Docker applies (ipvnet.vocab holds the table)."""
     if driver not in DRIVERS:
         raise InvalidArgument(f"unknown driver {driver!r}", f"use one of: {', '.join(DRIVERS)}")
-    allowed = OPTION_KEYS[driver]
-    opts = dict(raw)
+    allowed = option_keys(driver)
+    opts = {k: str(v) for k, v in raw.items()}
     for key in opts:
         if key not in allowed:
             raise InvalidArgument(
                 f"unknown option {key!r} for driver {driver}", f"valid options: {', '.join(allowed)}"
             )
+    for key in allowed:
+        spec = OPTION_BY_KEY[key]
+        if spec.default is not None:
+            opts.setdefault(key, spec.default)
+        if spec.choices and key in opts:
+            value = opts[key] = opts[key].lower()
+            if value not in spec.choices:
+                raise InvalidArgument(f"invalid {key} {value!r}", f"use one of: {', '.join(spec.choices)}")
     if "parent" in opts:
         parse_parent(opts["parent"])
-    if driver == "ipvlan":
-        opts.setdefault("ipvlan_mode", "l2")
-        opts.setdefault("ipvlan_flag", "bridge")
-        _choice(opts, "ipvlan_mode", IPVLAN_MODES)
-        _choice(opts, "ipvlan_flag", IPVLAN_FLAGS)
-    else:
-        opts.setdefault("macvlan_mode", "bridge")
-        _choice(opts, "macvlan_mode", MACVLAN_MODES)
     if "host_access" in opts:
         opts["host_access"] = str(parse_address(opts["host_access"], "host_access address"))
     if "mtu" in opts:
@@ -152,10 +143,10 @@ def normalize_options(driver: str, raw: dict[str, str]) -> dict[str, str]:
     return opts
 
 
-def _choice(opts: dict[str, str], key: str, choices: tuple[str, ...]) -> None:
-    value = opts[key] = opts[key].lower()
-    if value not in choices:
-        raise InvalidArgument(f"invalid {key} {value!r}", f"use one of: {', '.join(choices)}")
+def _known(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Keys of D this version does not know: kept and written back, so a newer
+    ipvnet's additions survive a save by this one."""
+    return {k: v for k, v in d.items() if k not in keys}
 
 
 @dataclass(frozen=True)
@@ -164,13 +155,16 @@ class SubnetConfig:
     gateway: IPAddress | None = None
     ip_range: IPNetwork | None = None
     aux: tuple[tuple[str, IPAddress], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    KEYS = ("subnet", "gateway", "ip_range", "aux")
 
     @property
     def version(self) -> int:
         return self.subnet.version
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"subnet": str(self.subnet)}
+        d: dict[str, Any] = {**self.extra, "subnet": str(self.subnet)}
         if self.gateway is not None:
             d["gateway"] = str(self.gateway)
         if self.ip_range is not None:
@@ -188,6 +182,7 @@ class SubnetConfig:
             gateway=ipaddress.ip_address(gw) if gw else None,
             ip_range=ipaddress.ip_network(rng) if rng else None,
             aux=tuple((k, ipaddress.ip_address(v)) for k, v in d.get("aux", {}).items()),
+            extra=_known(d, cls.KEYS),
         )
 
 
@@ -205,12 +200,16 @@ class Endpoint:
     aliases: tuple[str, ...] = ()
     gw_priority: int = 0
     created_ns: bool = False  # ipvnet made the namespace (attach --create, run-ns)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    KEYS = ("ifname", "endpoint_id", "seq", "gw_priority", "ipv4", "ipv6", "mac", "aliases", "created_ns")
 
     def addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         return [a for a in (self.ipv4, self.ipv6) if a is not None]
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
+            **self.extra,
             "ifname": self.ifname,
             "endpoint_id": self.endpoint_id,
             "seq": self.seq,
@@ -243,6 +242,7 @@ class Endpoint:
             aliases=tuple(d.get("aliases", ())),
             gw_priority=int(d.get("gw_priority", 0)),
             created_ns=bool(d.get("created_ns", False)),
+            extra=_known(d, cls.KEYS),
         )
 
 
@@ -267,6 +267,10 @@ class Network:
     enable_ipv6: bool = False
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     enable_ipv4: bool = True  # False: IPv6-only by request (`--ipv4=false`, Docker 28)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    KEYS = ("id", "created", "driver", "parent", "parent_kind", "internal", "enable_ipv6", "enable_ipv4", "options",
+            "labels", "subnets", "endpoints")
 
     @property
     def mode(self) -> str:
@@ -303,6 +307,7 @@ class Network:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "id": self.id,
             "created": self.created,
             "driver": self.driver,
@@ -333,7 +338,7 @@ class Network:
             id=d["id"],
             created=d.get("created", ""),
             driver=driver,
-            parent=d.get("parent", options.get("parent", "")),
+            parent=str(d.get("parent", options.get("parent", ""))),
             parent_kind=d.get("parent_kind", PARENT_EXISTING),
             subnets=tuple(SubnetConfig.from_dict(s) for s in d.get("subnets", [])),
             options=options,
@@ -342,6 +347,7 @@ class Network:
             enable_ipv6=bool(d.get("enable_ipv6", False)),
             enable_ipv4=bool(d.get("enable_ipv4", True)),
             endpoints={ns: Endpoint.from_dict(ns, e) for ns, e in d.get("endpoints", {}).items()},
+            extra=_known(d, cls.KEYS),
         )
 
 

@@ -20,11 +20,11 @@ replaced, not followed.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import stat
 
+from ipvnet.files import Files
 from ipvnet.model import Endpoint, Network
 
 MARKER = "# managed by ipvnet"
@@ -108,9 +108,13 @@ def read_host_resolv() -> str:
 
 
 class Names:
-    def __init__(self, state_dir: str) -> None:
+    """Hosts and resolv.conf files of networks and namespaces, written through
+    FILES (the transaction's undoable writer, or a direct one for repair)."""
+
+    def __init__(self, state_dir: str, files: Files | None = None) -> None:
         self.hosts_dir = os.path.join(os.path.abspath(state_dir), "hosts")
         self.etc = etc_netns_dir()
+        self.files = files or Files()
 
     def network_file(self, net: str) -> str:
         return os.path.join(self.hosts_dir, net)
@@ -118,44 +122,11 @@ class Names:
     def ns_dir(self, ns: str) -> str:
         return os.path.join(self.etc, ns)
 
-    # -- writing primitives ---------------------------------------------
-
-    def _write_in_place(self, path: str, text: str, append: bool = False) -> None:
-        """Rewrite (or append to) a network file keeping its inode, never via a symlink."""
-        os.makedirs(self.hosts_dir, mode=0o755, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_APPEND if append else 0)
-        fd = os.open(path, flags, 0o644)
-        try:
-            if not append:
-                os.ftruncate(fd, 0)
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-
     def _ensure_ns_dir(self, ns: str) -> str:
-        os.makedirs(self.etc, mode=0o755, exist_ok=True)
+        self.files.makedirs(self.etc)
         d = self.ns_dir(ns)
-        try:
-            os.mkdir(d, 0o755)
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(d).st_mode):
-                raise OSError(f"{d} exists and is not a directory; refusing to use it") from None
+        self.files.mkdir(d)
         return d
-
-    def _replace(self, path: str, text: str | None = None, link_to: str | None = None) -> None:
-        """Put a file or symlink at PATH by rename, so a planted symlink is replaced, not followed."""
-        tmp = f"{path}.ipvnet-{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if link_to is not None:
-            os.symlink(link_to, tmp)
-        else:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, (text or "").encode())
-            finally:
-                os.close(fd)
-        os.rename(tmp, path)
 
     def _ours(self, path: str) -> bool:
         """Only files ipvnet wrote (marker) or symlinks into our hosts dir may be replaced."""
@@ -183,9 +154,9 @@ class Names:
         `multi_homed`: each other member of NET on several networks, with those networks."""
         path = self.network_file(net.name)
         if os.path.exists(path) and len(net.endpoints) > 1:
-            self._write_in_place(path, endpoint_lines(ep), append=True)
+            self.files.write_in_place(path, endpoint_lines(ep), append=True)
         else:
-            self._write_in_place(path, network_hosts_text(net))
+            self.files.write_in_place(path, network_hosts_text(net))
         self.point_ns(ep.ns, networks_of_ns, resolv=True)
         for other_ns, nets in multi_homed:
             self.point_ns(other_ns, nets)
@@ -194,22 +165,16 @@ class Names:
         self, net: Network, ns: str, networks_of_ns: list[Network], multi_homed: list[tuple[str, list[Network]]]
     ) -> None:
         """NET no longer includes NS; `networks_of_ns` is what NS is still on."""
-        path = self.network_file(net.name)
-        if net.endpoints:
-            self._write_in_place(path, network_hosts_text(net))
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        self.sync_network(net)
         self.settle_ns(ns, networks_of_ns)
         for other_ns, nets in multi_homed:
             self.point_ns(other_ns, nets)
 
     def sync_network(self, net: Network) -> None:
         if net.endpoints:
-            self._write_in_place(self.network_file(net.name), network_hosts_text(net))
+            self.files.write_in_place(self.network_file(net.name), network_hosts_text(net))
         else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.network_file(net.name))
+            self.files.unlink(self.network_file(net.name))
 
     def point_ns(self, ns: str, nets: list[Network], resolv: bool = False) -> None:
         """Point NS's hosts file at its networks; with RESOLV also (re)write its
@@ -218,14 +183,16 @@ class Names:
         hosts = os.path.join(d, "hosts")
         if self._ours(hosts):
             if len(nets) == 1:
-                self._replace(hosts, link_to=self.network_file(nets[0].name))
+                target = self.network_file(nets[0].name)
+                if _readlink(hosts) != target:
+                    self.files.replace(hosts, link_to=target)
             else:
-                self._replace(hosts, text=combined_hosts_text(sorted(nets, key=lambda n: n.name)))
+                self.files.replace(hosts, text=combined_hosts_text(sorted(nets, key=lambda n: n.name)))
         path = os.path.join(d, "resolv.conf")
         if resolv and self._ours(path):
             text = ns_resolv_text(nets, read_host_resolv())
             if _read(path) != text:
-                self._replace(path, text=text)
+                self.files.replace(path, text=text)
 
     def settle_ns(self, ns: str, nets: list[Network]) -> None:
         """After NS left a network: point it at the networks it is still on, or remove its files."""
@@ -239,13 +206,18 @@ class Names:
         for name in ("hosts", "resolv.conf"):
             p = os.path.join(d, name)
             if os.path.lexists(p) and self._ours(p):
-                os.unlink(p)
-        with contextlib.suppress(OSError):
-            os.rmdir(d)  # only if empty: the user's own files stay
+                self.files.unlink(p)
+        self.files.rmdir(d)
 
     def remove_network(self, net: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.network_file(net))
+        self.files.unlink(self.network_file(net))
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def _read(path: str) -> str | None:

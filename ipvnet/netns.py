@@ -1,4 +1,7 @@
-"""Named network namespaces (``/run/netns/NAME``) without forking.
+"""Creating, removing and entering named network namespaces without forking.
+
+Only the engine (and the kernel-test sandbox) may switch namespaces; the
+lint rule TID251 holds everything else to ipvnet.nspath, which only looks.
 
 pyroute2's ``netns.create`` and ``IPRoute(netns=...)`` fork a helper process
 each; inside a UML guest that costs ~0.2 s per call. The kernel only needs the
@@ -16,7 +19,8 @@ import os
 import threading
 from collections.abc import Iterator
 
-NETNS_RUN_DIR = "/run/netns"
+from ipvnet.nspath import NETNS_RUN_DIR, exists, path
+
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
 MS_BIND = 4096
@@ -39,31 +43,6 @@ def _check(ret: int, what: str, path: str | None = None) -> None:
     if ret != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", path)
-
-
-def path(name: str) -> str:
-    return os.path.join(NETNS_RUN_DIR, name)
-
-
-def exists(name: str) -> bool:
-    """True when /run/netns/NAME is a mounted namespace, not a stale file."""
-    p = path(name)
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        return False
-    # A mounted nsfs file lives on a different device than its directory.
-    try:
-        return st.st_dev != os.stat(NETNS_RUN_DIR).st_dev
-    except FileNotFoundError:
-        return False
-
-
-def list_names() -> list[str]:
-    try:
-        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if exists(n))
-    except FileNotFoundError:
-        return []
 
 
 def _share_run_dir() -> None:

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ipvnet import names, netns
+from ipvnet import names
+from ipvnet.journal import Journal
+from ipvnet.kernel import Engine, LinkInfo, RouteInfo
 from ipvnet.model import PARENT_EXISTING, Network, random_hex
+from ipvnet.ops import LinkDel, NetnsAdd, Op, RouteAdd, RouteDel, undo_from_dict
 from ipvnet.plan import (
-    Op,
     host_link_name,
-    op_from_dict,
     plan_attach,
     plan_create_parent,
     plan_host_access,
@@ -33,7 +34,7 @@ from ipvnet.plan import (
     route_of,
     route_owner,
 )
-from ipvnet.store import Journal, State
+from ipvnet.store import State
 
 # Links only ipvnet names so: dummy parents and host-access shims.
 OWNED_RE = re.compile(r"(di|dm|ih|mh)-[0-9a-f]{12}")
@@ -62,208 +63,159 @@ class Drift:
         }
 
 
-def find_drift(state: State, engine: Any, journal: Journal, hosts: names.Names) -> list[Drift]:
-    drift: list[Drift] = []
-    for path, entry in journal.pending():
-        ops = [op_from_dict(d) for d in entry.get("ops", [])]
-        undo = [op.undo for op in reversed(ops) if op.undo is not None]
-        drift.append(
-            Drift(
-                "interrupted",
-                entry.get("command", "?"),
-                f"`ipvnet {entry.get('command', '?')}` (pid {entry.get('pid', '?')}) was interrupted mid-way",
-                "undo its kernel operations (the store never recorded them)",
-                undo,
-                journal=path,
-            )
-        )
-
-    root_links = {li.name: li for li in engine.links()}
-    parents = {n.parent for n in state.networks.values()}
-    for net in sorted(state.networks.values(), key=lambda n: n.name):
-        if net.parent in root_links:
-            continue
-        if net.parent_kind == PARENT_EXISTING:
-            drift.append(
-                Drift(
-                    "missing-parent",
-                    net.name,
-                    f"parent link {net.parent} of network {net.name} does not exist",
-                    "none: ipvnet did not create it; create it, or remove the network",
-                    fixable=False,
-                )
-            )
-            continue
-        if any(d.kind == "missing-parent" and d.subject == net.parent for d in drift):
-            continue
-        base = net.parent.rpartition(".")[0]
-        if net.parent_kind == "vlan" and base not in root_links:
-            drift.append(
-                Drift(
-                    "missing-parent",
-                    net.parent,
-                    f"vlan parent {net.parent} of network {net.name} is missing, and so is its base link {base}",
-                    f"none until {base} exists",
-                    fixable=False,
-                )
-            )
-            continue
-        drift.append(
-            Drift(
-                "missing-parent",
-                net.parent,
-                f"{net.parent_kind} parent {net.parent} of network {net.name} is missing",
-                f"create {net.parent}",
-                plan_create_parent(net, parent_exists=False),
-            )
-        )
-    for net in sorted(state.networks.values(), key=lambda n: n.name):
-        shim = host_link_name(net)
-        if net.options.get("host_access") and shim not in root_links:
-            # Ordered after the parents above, so a recreated parent gets its shim back.
-            drift.append(
-                Drift(
-                    "missing-link",
-                    shim,
-                    f"host-access link {shim} of network {net.name} is missing",
-                    f"create {shim}",
-                    plan_host_access(net),
-                )
-            )
-    owned = parents | {host_link_name(n) for n in state.networks.values() if n.options.get("host_access")}
-    for name in sorted(root_links):
-        if OWNED_RE.fullmatch(name) and name not in owned:
-            drift.append(
-                Drift(
-                    "stray-link",
-                    name,
-                    f"link {name} was made by ipvnet but belongs to no network",
-                    f"delete {name}",
-                    [Op("link_del", None, {"name": name})],
-                )
-            )
-
+def find_drift(state: State, engine: Engine, journal: Journal, hosts: names.Names) -> list[Drift]:
+    """Every difference, in the order repair must fix them (see the module docstring)."""
+    root_links = {li.name for li in engine.links()}
+    nets = sorted(state.networks.values(), key=lambda n: n.name)
+    drift = _journal_drift(journal)
+    drift += _parent_drift(nets, root_links)
+    drift += _shim_drift(nets, root_links)  # after the parents: a recreated parent gets its shim back
+    drift += _stray_drift(nets, root_links)
     by_ns: dict[str, list[tuple[Network, Any]]] = {}
-    for net in state.networks.values():
+    for net in nets:
         for ep in net.endpoints.values():
             by_ns.setdefault(ep.ns, []).append((net, ep))
     for ns in sorted(by_ns):
-        atts = sorted(by_ns[ns], key=lambda p: p[1].seq)
-        drift.extend(_namespace_drift(ns, atts, engine))
-
-    drift.extend(_duplicate_drift(state))
-    drift.extend(_hosts_drift(state, hosts))
-    return drift
+        drift += _namespace_drift(ns, sorted(by_ns[ns], key=lambda p: p[1].seq), engine)
+    return drift + _duplicate_drift(state) + _hosts_drift(state, hosts)
 
 
-def _namespace_drift(ns: str, atts: list[tuple[Network, Any]], engine: Any) -> list[Drift]:
+def _journal_drift(journal: Journal) -> list[Drift]:
+    out = []
+    for path, entry in journal.pending():
+        undo = [u for u in (undo_from_dict(d) for d in reversed(entry.get("ops", []))) if u is not None]
+        command = entry.get("command", "?")
+        out.append(Drift("interrupted", command, f"`{command}` (pid {entry.get('pid', '?')}) was interrupted mid-way",
+                         "undo its kernel operations (the store never recorded them)", undo, journal=path))
+    return out
+
+
+def _parent_drift(nets: list[Network], root_links: set[str]) -> list[Drift]:
     out: list[Drift] = []
-    exists = netns.exists(ns)
+    seen: set[str] = set()
+    for net in nets:
+        if net.parent in root_links or net.parent in seen:
+            continue
+        if net.parent_kind == PARENT_EXISTING:
+            out.append(Drift("missing-parent", net.name, f"parent link {net.parent} of network {net.name} does not exist",
+                             "none: ipvnet did not create it; create it, or remove the network", fixable=False))
+            continue
+        seen.add(net.parent)
+        base = net.parent.rpartition(".")[0]
+        if net.parent_kind == "vlan" and base not in root_links:
+            out.append(Drift("missing-parent", net.parent,
+                             f"vlan parent {net.parent} of network {net.name} is missing, and so is its base link {base}",
+                             f"none until {base} exists", fixable=False))
+            continue
+        out.append(Drift("missing-parent", net.parent, f"{net.parent_kind} parent {net.parent} of network {net.name} "
+                         "is missing", f"create {net.parent}", plan_create_parent(net, parent_exists=False)))
+    return out
+
+
+def _shim_drift(nets: list[Network], root_links: set[str]) -> list[Drift]:
+    out = []
+    for net in nets:
+        shim = host_link_name(net)
+        if net.options.get("host_access") and shim not in root_links:
+            out.append(Drift("missing-link", shim, f"host-access link {shim} of network {net.name} is missing",
+                             f"create {shim}", plan_host_access(net)))
+    return out
+
+
+def _stray_drift(nets: list[Network], root_links: set[str]) -> list[Drift]:
+    """Links only ipvnet names so (dummies, shims) that no network owns."""
+    owned = {n.parent for n in nets} | {host_link_name(n) for n in nets if n.options.get("host_access")}
+    return [Drift("stray-link", name, f"link {name} was made by ipvnet but belongs to no network", f"delete {name}",
+                  [LinkDel(None, name)]) for name in sorted(root_links) if OWNED_RE.fullmatch(name) and name not in owned]
+
+
+def _namespace_drift(ns: str, atts: list[tuple[Network, Any]], engine: Engine) -> list[Drift]:
+    out: list[Drift] = []
+    exists = engine.ns_exists(ns)
     links = {li.name: li for li in engine.links(ns)} if exists else {}
     addrs: dict[str, set[str]] = {}
-    if exists:
-        for ifname, a in engine.addresses(ns):
-            addrs.setdefault(ifname, set()).add(a)
+    for ifname, a in engine.addresses(ns) if exists else []:
+        addrs.setdefault(ifname, set()).add(a)
     if not exists:
-        out.append(
-            Drift(
-                "missing-namespace",
-                ns,
-                f"network namespace {ns} is missing",
-                f"create {ns} and reattach it ({', '.join(n.name for n, _ in atts)})",
-                [Op("netns_add", None, {"name": ns})],
-            )
-        )
-    restored: list[tuple[Network, Any]] = []
+        out.append(Drift("missing-namespace", ns, f"network namespace {ns} is missing",
+                         f"create {ns} and reattach it ({', '.join(n.name for n, _ in atts)})", [NetnsAdd(None, ns)]))
     healthy: list[tuple[Network, Any]] = []
     for net, ep in atts:
-        li = links.get(ep.ifname)
-        kind_ok = li is not None and li.kind == net.driver
-        missing_addrs = [str(a) for a in ep.addresses() if str(a) not in addrs.get(ep.ifname, set())]
-        if kind_ok and not missing_addrs:
+        d = _link_drift(ns, net, ep, links.get(ep.ifname), addrs.get(ep.ifname, set()))
+        if d is None:
             healthy.append((net, ep))
-            continue
-        ops: list[Op] = []
-        if li is not None:
-            ops.append(Op("link_del", ns, {"name": ep.ifname}))
-            what = f"link {ep.ifname} in {ns} is " + (
-                f"a {li.kind or 'plain'} link, not {net.driver}" if not kind_ok else f"missing {', '.join(missing_addrs)}"
-            )
         else:
-            what = f"link {ep.ifname} of {ns} on network {net.name} is missing"
-        # Routes are settled below, once every link is back.
-        attach_ops = plan_attach(net, ep, "ipv" + random_hex(4), [], create_ns=False)
-        ops.extend(op for op in attach_ops if not _is_default_route_op(op))
-        out.append(Drift("missing-link", f"{ns}/{net.name}", what, f"recreate {ep.ifname} with its addresses", ops))
-        restored.append((net, ep))
-    for name, li in sorted(links.items()):
-        if TMP_RE.fullmatch(name) and li.kind in ("ipvlan", "macvlan"):
-            out.append(
-                Drift(
-                    "stray-link",
-                    f"{ns}/{name}",
-                    f"half-made link {name} in {ns}",
-                    f"delete {name}",
-                    [Op("link_del", ns, {"name": name})],
-                )
-            )
+            out.append(d)
+    out += [Drift("stray-link", f"{ns}/{name}", f"half-made link {name} in {ns}", f"delete {name}", [LinkDel(ns, name)])
+            for name, li in sorted(links.items()) if TMP_RE.fullmatch(name) and li.kind in ("ipvlan", "macvlan")]
     all_routes = engine.routes(ns) if exists else []
     out.extend(_subnet_route_drift(ns, atts, healthy, all_routes))
-    # Default routes: what the store implies, per family, against what is there.
-    current = [(fam, dev, gw) for fam, dst, dev, gw in all_routes if dst is None]
+    out.extend(_default_route_drift(ns, atts, healthy, all_routes))
+    return out
+
+
+def _link_drift(ns: str, net: Network, ep: Any, li: LinkInfo | None, have: set[str]) -> Drift | None:
+    """A missing or wrong link: recreated with its addresses (routes are settled once every link is back)."""
+    kind_ok = li is not None and li.kind == net.driver
+    missing = [str(a) for a in ep.addresses() if str(a) not in have]
+    if kind_ok and not missing:
+        return None
+    ops: list[Op] = []
+    if li is not None:
+        ops.append(LinkDel(ns, ep.ifname))
+        what = f"link {ep.ifname} in {ns} is " + (
+            f"a {li.kind or 'plain'} link, not {net.driver}" if not kind_ok else f"missing {', '.join(missing)}")
+    else:
+        what = f"link {ep.ifname} of {ns} on network {net.name} is missing"
+    attach_ops = plan_attach(net, ep, "ipv" + random_hex(4), [], create_ns=False)
+    ops.extend(op for op in attach_ops if not _is_default_route_op(op))
+    return Drift("missing-link", f"{ns}/{net.name}", what, f"recreate {ep.ifname} with its addresses", ops)
+
+
+def _default_route_drift(
+    ns: str, atts: list[tuple[Network, Any]], healthy: list[tuple[Network, Any]], routes: list[RouteInfo]
+) -> list[Drift]:
+    """Default routes: what the store implies, per family, against what is there."""
+    out = []
+    healthy_links = {e.ifname for _, e in healthy}
     for family in (4, 6):
         owner = route_owner(atts, family)
         want = route_of(*owner, family) if owner else None
-        have = [(dev, gw) for fam, dev, gw in current if fam == family]
+        have = [(r.dev, r.gateway) for r in routes if r.family == family and r.dst is None and not r.blackhole]
         want_t = (want.ifname, want.gateway) if want else None
-        if want_t is not None and [want_t] == have:
-            continue
-        if want_t is None and not have:
+        if (want_t is not None and [want_t] == have) or (want_t is None and not have):
             continue
         # Routes on links being recreated vanish with them; only healthy ones need deleting.
-        healthy_links = {e.ifname for _, e in healthy}
-        ops = [
-            Op("route_del", ns, {"family": family, "ifname": dev, "gateway": gw})
-            for dev, gw in have
-            if dev in healthy_links
-        ]
+        ops: list[Op] = [RouteDel(ns, family, dev, gw) for dev, gw in have if dev in healthy_links]
         if want is not None:
-            ops.append(Op("route_add", ns, want.args()))
+            ops.append(want.add(ns))
         desc = f"via {want.gateway} dev {want.ifname}" if want and want.gateway else (
-            f"dev {want.ifname}" if want else "none"
-        )
-        out.append(
-            Drift(
-                "route",
-                ns,
-                f"IPv{family} default route of {ns} is {have or 'missing'}, want {desc}",
-                f"set the IPv{family} default route to {desc}",
-                ops,
-            )
-        )
+            f"dev {want.ifname}" if want else "none")
+        out.append(Drift("route", ns, f"IPv{family} default route of {ns} is {have or 'missing'}, want {desc}",
+                         f"set the IPv{family} default route to {desc}", ops))
     return out
 
 
 def _is_default_route_op(op: Op) -> bool:
-    return op.action in ("route_add", "route_del") and not op.args.get("dst")
+    return isinstance(op, (RouteAdd, RouteDel)) and op.dst is None
 
 
 def _subnet_route_drift(
-    ns: str, atts: list[tuple[Network, Any]], healthy: list[tuple[Network, Any]], routes: list[tuple]
+    ns: str, atts: list[tuple[Network, Any]], healthy: list[tuple[Network, Any]], routes: list[RouteInfo]
 ) -> list[Drift]:
     """Routes to the other subnets of internal L3 networks, on links that are
     healthy (a recreated link gets its routes with it)."""
-    have = {(dst, dev) for _, dst, dev, _ in routes if dst is not None}
+    have = {(r.dst, r.dev) for r in routes if r.dst is not None}
     ok = {(n.name, e.ns) for n, e in healthy}
     out = []
     for i, (net, ep) in enumerate(atts):
         if (net.name, ep.ns) not in ok:
             continue
         for op in plan_subnet_routes(net, ep, atts[:i]):
-            if (op.args["dst"], ep.ifname) in have:
+            if (op.dst, ep.ifname) in have:
                 continue
-            out.append(Drift("route", ns, f"route {op.args['dst']} dev {ep.ifname} of {ns} is missing",
-                             f"add route {op.args['dst']} dev {ep.ifname}", [op]))
+            out.append(Drift("route", ns, f"route {op.dst} dev {ep.ifname} of {ns} is missing",
+                             f"add route {op.dst} dev {ep.ifname}", [op]))
     return out
 
 
@@ -310,7 +262,7 @@ def _hosts_drift(state: State, hosts: names.Names) -> list[Drift]:
 
 
 def repair(
-    drift: list[Drift], state: State, engine: Any, hosts: names.Names, advance: Callable[[], None] = lambda: None
+    drift: list[Drift], state: State, engine: Engine, hosts: names.Names, advance: Callable[[], None] = lambda: None
 ) -> list[str]:
     """Apply every fixable repair; returns the failures (repair keeps going)."""
     failures = []

@@ -29,7 +29,7 @@ def export_routes(nets: list[Network], host_addrs: dict[str, list[str]], aggrega
     for net in sorted(nets, key=lambda n: n.name):
         if not net.is_l3 or net.internal:
             continue
-        vias = {}
+        vias: dict[int, str] = {}
         for a in host_addrs.get(net.parent, []):
             ip = ipaddress.ip_interface(a).ip
             vias.setdefault(ip.version, str(ip))

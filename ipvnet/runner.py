@@ -12,12 +12,12 @@ import shutil
 import signal
 import subprocess
 
-from ipvnet import netns
+from ipvnet import nspath
 from ipvnet.errors import NotFound
 
 
 def _argv(ns: str, cmd: list[str]) -> list[str]:
-    if not netns.exists(ns):
+    if not nspath.exists(ns):
         raise NotFound(f"network namespace {ns!r} does not exist", "list them with `ip netns list`")
     ip = shutil.which("ip") or "/usr/sbin/ip"
     if cmd and cmd[0] == "--":

@@ -230,6 +230,7 @@ def bench_apply(c: Case) -> tuple[list[float], list[float], bool | None]:
 
 
 def bench_service(c: Case) -> tuple[list[float], list[float], bool | None]:
+    from ipvnet.requests import AttachSpec
     from ipvnet.service import Service
 
     c.setup(with_parent=False)
@@ -238,7 +239,7 @@ def bench_service(c: Case) -> tuple[list[float], list[float], bool | None]:
     with Service() as svc:
         for ns in c.names:
             t = time.perf_counter()
-            svc.attach(ns, c.net)
+            svc.attach(AttachSpec(ns, c.net))
             att.append(time.perf_counter() - t)
         ok = c.verified()
         for ns in c.names:
@@ -252,7 +253,7 @@ def bench_service(c: Case) -> tuple[list[float], list[float], bool | None]:
 
 def bench_engine(c: Case) -> tuple[list[float], list[float], bool | None]:
     """Planner + engine, no store: what the service costs without persistence."""
-    from ipvnet.engine import Engine
+    from ipvnet.engine import NetlinkEngine as Engine
     from ipvnet.ipam import Allocator
     from ipvnet.model import random_hex
     from ipvnet.plan import plan_attach, plan_detach
@@ -287,40 +288,39 @@ def bench_engine(c: Case) -> tuple[list[float], list[float], bool | None]:
 
 
 def bench_floor(c: Case) -> tuple[list[float], list[float], bool | None]:
-    """The minimum netlink work with pyroute2, no checks, no planning."""
-    import socket
-
+    """The minimum netlink work, no checks, no planning, no store: one plain
+    netlink socket per namespace (ipvnet.rtnl, pyroute2 as the codec, the
+    engine's own path), namespaces entered without a fork."""
     from ipvnet import netns
-    from ipvnet.engine import _import_iproute
+    from ipvnet.rtnl import Rtnl
 
-    IPRoute = _import_iproute()
     c.setup(with_parent=True)
-    root = IPRoute()
-    parent = root.link_lookup(ifname=c.parent)[0]
+    root = Rtnl()
+    parent = root.link_get(c.parent)["index"]
     plen = c.subnet.prefixlen
     att, det = [], []
     for i, (ns, ip) in enumerate(zip(c.names, c.addrs, strict=True)):
         t = time.perf_counter()
         fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        root.link("add", ifname=f"tmp{i}", kind="ipvlan", link=parent, ipvlan_mode=0, net_ns_fd=fd)
+        root.link_add(f"tmp{i}", "ipvlan", link=parent, ipvlan_mode=0, ipvlan_flags=0, net_ns_fd=fd)
         os.close(fd)
         with netns.entered(ns):
-            ipr = IPRoute()
-        idx = ipr.link_lookup(ifname=f"tmp{i}")[0]
-        ipr.link("set", index=idx, ifname="eth0")
-        ipr.addr("add", index=idx, address=ip, prefixlen=plen)
-        ipr.link("set", index=idx, state="up")
-        ipr.link("set", index=1, state="up")
-        ipr.route("add", dst="0.0.0.0/0", gateway=c.gateway, family=socket.AF_INET)
-        ipr.close()
+            s = Rtnl()
+        idx = s.link_get(f"tmp{i}")["index"]
+        s.link_set(idx, ifname="eth0")
+        s.addr_add(idx, ip, plen)
+        s.link_set(idx, up=True)
+        s.link_set(1, up=True)
+        s.route_add(4, None, 0, gateway=c.gateway)
+        s.close()
         att.append(time.perf_counter() - t)
     ok = c.verified()
     for ns in c.names:
         t = time.perf_counter()
         with netns.entered(ns):
-            ipr = IPRoute()
-        ipr.link("del", index=ipr.link_lookup(ifname="eth0")[0])
-        ipr.close()
+            s = Rtnl()
+        s.link_del(s.link_get("eth0")["index"])
+        s.close()
         det.append(time.perf_counter() - t)
     root.close()
     c.cleanup()
@@ -341,6 +341,7 @@ PEERS: dict[str, Callable[[Case], tuple[list[float], list[float], bool | None]]]
 def scaling(index: int) -> dict[str, object]:
     """Cost of attaching the 10th and the 1000th namespace (cold CLI and in-process),
     the first 9 / 999 members put there by `apply`. Median of 5 attach+detach rounds."""
+    from ipvnet.requests import AttachSpec
     from ipvnet.service import Service
 
     out: dict[str, object] = {}
@@ -364,7 +365,7 @@ def scaling(index: int) -> dict[str, object]:
         with Service() as svc:
             for _ in range(5):
                 t = time.perf_counter()
-                svc.attach(last, c.net)
+                svc.attach(AttachSpec(last, c.net))
                 warm.append(time.perf_counter() - t)
                 svc.detach(last, c.net)
         out[f"cli_attach_{members + 1}th"] = stats(cold)
@@ -408,7 +409,13 @@ def host(out: str, runs: int) -> None:
     """Cold start of the read path on this machine (no root), and IPAM/store cost."""
     from ipvnet.ipam import Allocator
     from ipvnet.model import Endpoint, Network, SubnetConfig
-    from ipvnet.store import State, Store
+    from ipvnet.store import State
+    from ipvnet.store.local import LocalStore as Store
+
+    def state_of(networks: dict[str, Network]) -> State:
+        st = State.from_networks({})
+        st.networks.update(networks)
+        return st
 
     def network(i: int) -> Network:
         return Network(name=f"net{i}", id=f"{i:064x}", created="2026-01-01T00:00:00+00:00", driver="ipvlan",
@@ -420,7 +427,7 @@ def host(out: str, runs: int) -> None:
     dirs = {}
     for count in (10, 1000):
         d = tempfile.mkdtemp(prefix=f"ipvnet-host-{count}-")
-        Store(d).save(State(networks={f"net{i}": network(i) for i in range(count)}))
+        Store(d).save(state_of({f"net{i}": network(i) for i in range(count)}))
         dirs[count] = d
 
     def cold(cmd: list[str], state: str | None = None) -> dict[str, float]:
@@ -453,7 +460,7 @@ def host(out: str, runs: int) -> None:
     from dataclasses import replace
 
     d = tempfile.mkdtemp()
-    st = State(networks={"big": replace(net, endpoints=eps)})
+    st = state_of({"big": replace(net, endpoints=eps)})
     t = time.perf_counter()
     Store(d).save(st)
     res["store_save_10000_ms"] = round((time.perf_counter() - t) * 1000, 1)
@@ -502,8 +509,8 @@ def report(kernel_json: str, host_json: str, out_json: str, out_md: str) -> int:
         ratio(f"apply / CNI DEL, teardown (N={n_cmp})", ("apply", n_cmp), ("cni", n_cmp), "teardown", 0.2)
         ratio(f"cold CLI attach / CNI ADD (N={n_cmp})", ("cli", n_cmp), ("cni", n_cmp), "attach", 3.0)
     n_max = max(ns)
-    ratio(f"in-process engine attach / pyroute2 floor (N={n_max})", ("engine", n_max), ("floor", n_max), "attach", 1.5)
-    ratio(f"in-process service attach / pyroute2 floor (N={n_max})", ("service", n_max), ("floor", n_max),
+    ratio(f"in-process engine attach / netlink floor (N={n_max})", ("engine", n_max), ("floor", n_max), "attach", 1.5)
+    ratio(f"in-process service attach / netlink floor (N={n_max})", ("service", n_max), ("floor", n_max),
           "attach", 1.5)
     s = k.get("scaling") or {}
     if s:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from ipvnet.service import Result, Service
+    from ipvnet.requests import Result
+    from ipvnet.service import Service
     from ipvnet.store import State
 
 
@@ -24,17 +25,18 @@ class Ctx:
     def read_state(self) -> State:
         """The read path (ls, inspect): the store only, without the service
         layer and what it imports (netlink, IPAM, planning)."""
-        from ipvnet.store import Store
+        from ipvnet.store import open_store
 
-        store = Store(self.state_dir)
+        store = open_store(self.state_dir)
         with store.locked(exclusive=False):
             return store.load()
 
     def service(self, dry_run: bool = False) -> Service:
+        from ipvnet.fault import Faults
         from ipvnet.service import Service
 
         trace = (lambda s: click.echo(f"+ {s}", err=True)) if self.debug else None
-        return Service(self.state_dir, dry_run=dry_run, trace=trace, progress=progress_bar)
+        return Service(self.state_dir, dry_run=dry_run, trace=trace, progress=progress_bar, faults=Faults.from_env())
 
 
 @contextlib.contextmanager

@@ -9,28 +9,22 @@ import os
 import click
 from click.shell_completion import CompletionItem
 
-OPTION_VALUES = {
-    "ipvlan_mode": ("l2", "l3", "l3s"),
-    "ipvlan_flag": ("bridge", "private", "vepa"),
-    "macvlan_mode": ("bridge", "vepa", "private", "passthru"),
-    "mtu": ("1500", "9000"),
-}
-OPTION_KEYS = ("parent", "ipvlan_mode", "ipvlan_flag", "macvlan_mode", "mtu", "host_access")
+from ipvnet.vocab import OPTION_BY_KEY, OPTIONS
 
 
 def networks(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    from ipvnet.store import Store
+    from ipvnet.store import open_store
 
     state_dir = ctx.find_root().params.get("state_dir")
     try:
-        nets = Store(state_dir).load().networks
+        nets = open_store(state_dir).network_names()
     except Exception:  # noqa: BLE001 - completion must never fail loudly
         return []
     return [CompletionItem(n) for n in sorted(nets) if n.startswith(incomplete)]
 
 
 def namespaces(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    from ipvnet.netns import list_names
+    from ipvnet.nspath import list_names
 
     return [CompletionItem(n) for n in list_names() if n.startswith(incomplete)]
 
@@ -38,7 +32,7 @@ def namespaces(_ctx: click.Context, _param: click.Parameter, incomplete: str) ->
 def options(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     key, sep, value = incomplete.partition("=")
     if not sep:
-        return [CompletionItem(f"{k}=", type="plain") for k in OPTION_KEYS if k.startswith(key)]
+        return [CompletionItem(f"{o.key}=", type="plain") for o in OPTIONS if o.key.startswith(key)]
     if key == "parent":
         try:
             links = sorted(os.listdir("/sys/class/net"))
@@ -46,7 +40,8 @@ def options(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> li
             links = []
         values: tuple[str, ...] = tuple(n for n in links if n != "lo")
     else:
-        values = OPTION_VALUES.get(key, ())
+        spec = OPTION_BY_KEY.get(key)
+        values = (spec.choices or spec.examples) if spec else ()
     return [CompletionItem(f"{key}={v}") for v in values if v.startswith(value)]
 
 

@@ -45,12 +45,11 @@ def attach(ctx: Ctx, targets: tuple[str, ...], ip: str | None, ip6: str | None, 
     if len(namespaces) > 1 and (ip or ip6 or ifname or mac or aliases):
         raise InvalidArgument("--ip, --ip6, --ifname, --mac and --alias apply to one namespace",
                               "attach namespaces with their own options one at a time")
+    from ipvnet.requests import AttachSpec
+
+    specs = [AttachSpec(ns, network, ip, ip6, ifname, aliases, gw_priority, mac, create) for ns in namespaces]
     with ctx.service(dry_run) as svc:
-        if len(namespaces) == 1:
-            results = [svc.attach(namespaces[0], network, ip, ip6, ifname, aliases, gw_priority, create, mac)]
-        else:
-            with svc.batch("attach"):
-                results = [svc.attach(ns, network, None, None, None, (), gw_priority, create) for ns in namespaces]
+        results = [svc.attach(specs[0])] if len(specs) == 1 else svc.attach_many(specs)
     for res in results:
         report(res, dry_run)
         if not dry_run and res.endpoint is not None:
@@ -143,21 +142,12 @@ def run_ns(ctx: Ctx, network: str, name: str | None, ip: str | None, ip6: str | 
       ipvnet run-ns --net vlan20 --rm -- ping -c1 ns1
       ipvnet run-ns --net vlan20 --name web --ip 192.168.20.80 -- python3 -m http.server 80
     """
-    from ipvnet import runner
-    from ipvnet.errors import Conflict
     from ipvnet.model import random_hex
-    from ipvnet.netns import exists
+    from ipvnet.requests import AttachSpec
 
-    ns = name or f"ipvnet-{random_hex(4)}"
-    if exists(ns):
-        raise Conflict(f"network namespace {ns} already exists", "pick another --name, or use `ipvnet exec`")
+    spec = AttachSpec(name or f"ipvnet-{random_hex(4)}", network, ip, ip6, aliases=aliases, create=True)
     with ctx.service() as svc:
-        svc.attach(ns, network, ip, ip6, None, aliases, 0, True, None, _created_ns=True)
-        try:
-            rc = runner.run_in_ns(ns, list(cmd))
-        finally:
-            if remove:
-                svc.delete_namespace(ns)
+        rc = svc.run_ns(spec, list(cmd), remove)
     raise SystemExit(rc)
 
 

@@ -8,6 +8,7 @@ from ipvnet.cli import complete
 from ipvnet.cli.common import Ctx, dry_run_option, pass_ctx, report
 from ipvnet.cli.render import echo_json, inspect_dict, ls_row, table
 from ipvnet.errors import IpvnetError
+from ipvnet.vocab import option_help
 
 
 @click.group()
@@ -36,8 +37,7 @@ def network() -> None:
               help="--ipv4=false makes an IPv6-only network (with --ipv6 or an IPv6 --subnet).")
 @click.option("--ipv6", is_flag=True, help="Enable IPv6; without an IPv6 --subnet a ULA /64 is picked.")
 @click.option("-o", "--opt", "options", multiple=True, metavar="KEY=VALUE", shell_complete=complete.options,
-              help="parent=IF[.VID], ipvlan_mode=l2|l3|l3s, ipvlan_flag=bridge|private|vepa, "
-                   "macvlan_mode=bridge|vepa|private|passthru, mtu=N, host_access=IP.")
+              help=option_help())
 @click.option("--label", multiple=True, metavar="K=V", help="Metadata, shown by inspect.")
 @dry_run_option
 @click.argument("name")
@@ -67,9 +67,13 @@ def create(ctx: Ctx, name: str, driver: str, subnet: tuple[str, ...], gateway: t
       # IPv6 only
       ipvnet network create --ipv4=false --ipv6 -o parent=eth0.60 v6only
     """
+    from ipvnet.model import parse_key_values
+    from ipvnet.requests import NetworkSpec
+
+    spec = NetworkSpec(name, driver, subnet, gateway, ip_range, parse_key_values(aux_address, "aux-address"),
+                       internal, ipv4, ipv6, parse_key_values(options, "option"), parse_key_values(label, "label"))
     with ctx.service(dry_run) as svc:
-        res = svc.create_network(name, driver, subnet, gateway, ip_range, aux_address, internal, ipv6,
-                                 options, label, ipv4)
+        res = svc.create_network(spec)
     report(res, dry_run)
     if not dry_run and res.network is not None:
         click.echo(res.network.id)
@@ -93,10 +97,6 @@ def rm(ctx: Ctx, names: tuple[str, ...], force: bool, dry_run: bool) -> None:
     with ctx.service(dry_run) as svc:
         res = svc.remove_networks(names, force)
     report(res, dry_run)
-    for e in res.errors:
-        click.echo(f"Error: {e}", err=True)
-    if res.errors:
-        raise SystemExit(1)
 
 
 @network.command("ls")
@@ -146,8 +146,8 @@ def inspect(ctx: Ctx, names: tuple[str, ...]) -> None:
     if missing and len(missing) == len(names):
         raise missing[0]
     echo_json(out)
-    for e in missing:
-        click.echo(f"Error: {e}", err=True)
+    for err in missing:
+        click.echo(f"Error: {err}", err=True)
     if missing:
         raise SystemExit(missing[0].exit_code)
 

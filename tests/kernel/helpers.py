@@ -82,18 +82,36 @@ def netns_add(name: str) -> None:
     subprocess.run(["ip", "netns", "add", name], check=True)
 
 
+def state_dir() -> str:
+    return os.environ["IPVNET_STATE_DIR"]
+
+
+def network_file(name: str) -> str:
+    return os.path.join(state_dir(), "networks", f"{name}.toml")
+
+
 def store() -> dict:
-    path = os.path.join(os.environ["IPVNET_STATE_DIR"], "networks.toml")
-    if not os.path.exists(path):
+    """The store as one dict: host.toml's keys plus {"networks": {NAME: network file}}."""
+    d = state_dir()
+    if not os.path.exists(os.path.join(d, "host.toml")):
         return {}
-    with open(path, "rb") as f:
-        return tomllib.load(f)
+    with open(os.path.join(d, "host.toml"), "rb") as f:
+        out = tomllib.load(f)
+    out["networks"] = {}
+    for n in sorted(os.listdir(os.path.join(d, "networks"))):
+        if n.endswith(".toml"):
+            with open(os.path.join(d, "networks", n), "rb") as f:
+                out["networks"][n[:-5]] = tomllib.load(f)
+    return out
 
 
 def store_bytes() -> bytes | None:
-    path = os.path.join(os.environ["IPVNET_STATE_DIR"], "networks.toml")
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
+    """Every store file's bytes (None: no store yet), to assert that nothing changed."""
+    d = state_dir()
+    if not os.path.exists(os.path.join(d, "host.toml")):
         return None
+    parts = []
+    for rel in ["host.toml"] + sorted(os.path.join("networks", n) for n in os.listdir(os.path.join(d, "networks"))):
+        with open(os.path.join(d, rel), "rb") as f:
+            parts.append(rel.encode() + b"\0" + f.read())
+    return b"\0".join(parts)

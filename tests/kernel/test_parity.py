@@ -22,6 +22,7 @@ from tests.kernel.helpers import (
     ip,
     link_names,
     netns_add,
+    network_file,
     ok,
     ping,
     store,
@@ -247,10 +248,9 @@ def test_overlapping_networks_on_one_parent_share_one_address_space(eth0):
     assert ping("a1", "10.6.0.128") and ping("b2", "10.6.0.2")  # one L2 domain (by address: other networks)
     ok("check")
     # a store that holds one address twice on one parent (hand-edited) is drift
-    path = os.path.join(os.environ["IPVNET_STATE_DIR"], "networks.toml")
-    data = store()
-    data["networks"]["hi44"]["endpoints"]["b1"]["ipv4"] = "10.6.0.2/24"
-    with open(path, "wb") as f:
+    data = store()["networks"]["hi44"]
+    data["endpoints"]["b1"]["ipv4"] = "10.6.0.2/24"
+    with open(network_file("hi44"), "wb") as f:
         f.write(tomli_w.dumps(data).encode())
     r = cli("check", "--format", "json")
     assert r.code == 9

@@ -19,6 +19,7 @@ from tests.kernel.helpers import (
     link,
     link_names,
     netns_add,
+    network_file,
     ok,
     ping,
     store,
@@ -160,7 +161,7 @@ def simulate_reboot() -> None:
             subprocess.run(["ip", "link", "del", name], capture_output=True)
     for d in os.listdir("/etc/netns"):
         subprocess.run(["rm", "-rf", os.path.join("/etc/netns", d)], check=True)
-    path = os.path.join(os.environ["IPVNET_STATE_DIR"], "networks.toml")
+    path = os.path.join(os.environ["IPVNET_STATE_DIR"], "host.toml")
     with open(path) as f:
         text = f.read()
     with open(path, "w") as f:
@@ -292,10 +293,10 @@ def test_non_root_is_refused(eth0, monkeypatch):
 
 def test_truncated_store_is_reported_not_rewritten(eth0):
     ok("network", "create", "--subnet", "10.20.0.0/24", "-o", "parent=eth0", "t")
-    path = os.path.join(os.environ["IPVNET_STATE_DIR"], "networks.toml")
+    path = network_file("t")
     data = open(path, "rb").read()
     with open(path, "wb") as f:
-        f.write(data[: len(data) // 2])
+        f.write(data[: data.index(b'id = "') + 10])  # inside a quoted value, as a torn write would
     cut = open(path, "rb").read()
     r = fails(8, "network", "create", "--subnet", "10.21.0.0/24", "-o", "parent=eth0", "u")
     assert path in r.err
@@ -316,7 +317,7 @@ def test_symlinks_planted_are_not_followed(eth0, tmp_path):
     assert victim.read_text() == "precious\n"
     assert os.readlink("/etc/netns/sy/hosts").endswith("/hosts/s")
     # a symlink at the store path is refused, the target untouched
-    path = os.path.join(os.environ["IPVNET_STATE_DIR"], "networks.toml")
+    path = network_file("s")
     os.replace(path, str(tmp_path / "real.toml"))
     os.symlink(victim, path)
     fails(8, "network", "ls")
@@ -353,3 +354,28 @@ def test_fuzz_cli_inputs(eth0_session, name, subnet, opt, ns, ip):
 def eth0_session(eth0):
     ok("network", "create", "--subnet", "10.250.0.0/24", "-o", "parent=eth0", "fz")
     return eth0
+
+
+def test_state_of_the_previous_release_is_migrated_restored_and_used(eth0):
+    """A state directory written by the schema-1 release (tests/fixtures/state-schema1: three
+    networks and a journal left by a killed attach) is read, migrated on the first change,
+    restored, and then works."""
+    import shutil
+
+    state = os.environ["IPVNET_STATE_DIR"]
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "fixtures", "state-schema1"), state)
+    r = ok("network", "ls")
+    assert {line.split()[1] for line in r.out.splitlines()[1:]} == {"iso", "mac", "vlan20"}
+    r = drifted("check", "--format", "json")
+    kinds = {d["kind"] for d in json.loads(r.out)}
+    assert {"interrupted", "missing-parent", "missing-namespace"} <= kinds
+    r = ok("restore")  # undoes the killed attach, recreates parents, namespaces and links
+    assert os.path.exists(os.path.join(state, "host.toml")) and os.path.exists(os.path.join(state, "networks.toml.schema1"))
+    assert not os.path.exists(os.path.join(state, "networks.toml"))
+    assert addrs("eth0", "web") == {"192.168.20.2/24", "fd00:20::2/64"} and addrs("eth1", "db") == {"10.10.0.2/24"}
+    assert link("eth0.20")["linkinfo"]["info_data"]["id"] == 20
+    assert ping("web", "db") and ping("db", "www", v6=True)
+    ok("attach", "--create", "job", "vlan20")  # the killed attach's address is free again
+    assert addrs("eth0", "job") == {"192.168.20.4/24", "fd00:20::4/64"}
+    assert_check_clean()
+    assert sorted(os.listdir(os.path.join(state, "networks"))) == ["iso.toml", "mac.toml", "vlan20.toml"]

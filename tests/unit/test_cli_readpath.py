@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 from ipvnet.model import Endpoint, Network, SubnetConfig
-from ipvnet.store import State, Store
+from ipvnet.store import State
+from ipvnet.store.local import LocalStore
 
 
 def ipvnet(*args: str, state: str) -> subprocess.CompletedProcess:
@@ -27,7 +28,9 @@ def make_store(path: str) -> None:
                                                   ipaddress.ip_address("192.168.20.1")),),
         options={"parent": "eth0.20", "ipvlan_mode": "l2", "ipvlan_flag": "bridge"},
     ).with_endpoint(Endpoint("ns1", "eth0", "cd" * 32, 1, ipaddress.IPv4Interface("192.168.20.2/24")))
-    Store(path).save(State(networks={"web": net}))
+    state = State.from_networks({})
+    state.networks["web"] = net
+    LocalStore(path).save(state)
 
 
 def test_ls_and_inspect_do_not_import_pyroute2(tmp_path):
@@ -66,3 +69,14 @@ def test_fresh_host_read_creates_nothing(tmp_path):
     r = ipvnet("network", "ls", "-q", state=str(state))
     assert r.returncode == 0 and r.stdout == ""
     assert not state.exists()
+
+
+def test_debug_is_the_groups_option_not_any_word_in_argv(tmp_path):
+    """`ipvnet exec NS -- tool --debug`: that --debug belongs to the tool, so an error stays one line."""
+    r = subprocess.run([sys.executable, "-m", "ipvnet", "exec", "no-such-ns", "--", "ls", "--debug"],
+                       capture_output=True, text=True, env={**os.environ, "IPVNET_STATE_DIR": str(tmp_path)})
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "Error: network namespace 'no-such-ns' does not exist (list them with `ip netns list`)"
+    r = subprocess.run([sys.executable, "-m", "ipvnet", "--debug", "exec", "no-such-ns", "--", "ls"],
+                       capture_output=True, text=True, env={**os.environ, "IPVNET_STATE_DIR": str(tmp_path)})
+    assert r.returncode != 0 and "Traceback" in r.stderr

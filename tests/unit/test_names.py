@@ -7,6 +7,7 @@ import os
 import pytest
 
 from ipvnet import names as names_mod
+from ipvnet.files import Files
 from ipvnet.names import MARKER, Names, combined_hosts_text, host_nameservers, network_hosts_text, resolv_conf_text
 from tests.unit.factories import endpoint, network, subnet
 
@@ -149,13 +150,13 @@ def test_attach_writes_only_the_new_members_lines(env, monkeypatch):
     net1 = blue(E1)
     names.on_attach(net1, E1, [net1], [])
     writes = []
-    real = Names._write_in_place
+    real = Files.write_in_place
 
     def spy(self, path, text, append=False):
         writes.append((path, text, append))
         real(self, path, text, append)
 
-    monkeypatch.setattr(Names, "_write_in_place", spy)
+    monkeypatch.setattr(Files, "write_in_place", spy)
     net2 = net1.with_endpoint(E2)
     names.on_attach(net2, E2, [net2], [])
     assert writes == [(str(state / "hosts" / "blue"), "10.0.0.3\tns2 web www\nfd00::3\tns2 web www\n", True)]

@@ -1,8 +1,12 @@
-"""store.py: TOML round trip, schema, corruption, symlinks, atomic save and locking."""
+"""The local store: one TOML file per network, host file, schema, corruption,
+symlinks, atomic save, only-what-changed writes, migration from schema 1,
+unknown keys, the parsed-copy cache, locking and the TOML writer."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -11,12 +15,19 @@ import time
 import tomllib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ipvnet import store as store_mod
 from ipvnet.errors import LockTimeout, StoreError
 from ipvnet.model import PARENT_DUMMY, PARENT_VLAN
-from ipvnet.store import SCHEMA_VERSION, State, Store
+from ipvnet.store import SCHEMA_VERSION, State, lock_timeout_from_env, state_dir_from_env
+from ipvnet.store import local as local_mod
+from ipvnet.store.local import LocalStore
+from ipvnet.store.migrate import migrate_if_needed
+from ipvnet.store.tomlw import dumps
 from tests.unit.factories import endpoint, network, subnet
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "state-schema1")
 
 
 def sample_state() -> State:
@@ -33,7 +44,7 @@ def sample_state() -> State:
         labels={"owner": "ops", "quote": 'a "b" = c'},
         endpoints=[
             endpoint("ns1", "192.168.20.128/24", "fd00:20::2/64", seq=1, aliases=("web",), gw_priority=3),
-            endpoint("ns2", "192.168.20.129/24", ifname="eth1", seq=4, created_ns=True),
+            endpoint("ns.2", "192.168.20.129/24", ifname="eth1", seq=4, created_ns=True),
         ],
     )
     b = network(
@@ -46,7 +57,10 @@ def sample_state() -> State:
         internal=True,
         endpoints=[endpoint("ns1", "172.18.0.2/16", seq=2, mac="02:42:ac:12:00:02")],
     )
-    return State(networks={"vlan20": a, "mac": b}, boot_id="0f1e2d3c-aaaa-bbbb-cccc-000000000001", seq=4)
+    state = State.from_networks({})
+    state.networks.update({"vlan20": a, "mac": b})
+    state.boot_id = "0f1e2d3c-aaaa-bbbb-cccc-000000000001"
+    return state
 
 
 @pytest.fixture
@@ -54,140 +68,162 @@ def sdir(tmp_path):
     return str(tmp_path / "state")
 
 
-def store_file(sdir: str) -> str:
-    return os.path.join(sdir, "networks.toml")
+def net_file(sdir: str, name: str) -> str:
+    return os.path.join(sdir, "networks", f"{name}.toml")
+
+
+def host_file(sdir: str) -> str:
+    return os.path.join(sdir, "host.toml")
 
 
 # --- round trip ---------------------------------------------------------------------
 
 
-def test_round_trip(sdir):
-    st = Store(sdir)
+def test_round_trip_one_file_per_network(sdir):
+    st = LocalStore(sdir)
     state = sample_state()
     st.save(state)
     loaded = st.load()
     assert loaded.networks == state.networks
     assert loaded.boot_id == state.boot_id
-    assert loaded.seq == 4
-    assert loaded.extra == {}
-    # human-readable TOML with a schema version
-    data = tomllib.loads(open(store_file(sdir)).read())
+    assert loaded.seq == 4  # derived: the highest attach order held
+    assert sorted(os.listdir(os.path.join(sdir, "networks"))) == ["mac.toml", "vlan20.toml"]
+    data = tomllib.loads(open(net_file(sdir, "vlan20")).read())
     assert data["schema"] == SCHEMA_VERSION
-    assert data["networks"]["vlan20"]["endpoints"]["ns1"]["ipv4"] == "192.168.20.128/24"
+    assert data["endpoints"]["ns1"]["ipv4"] == "192.168.20.128/24"
+    assert tomllib.loads(open(host_file(sdir)).read()) == {"schema": SCHEMA_VERSION, "boot_id": state.boot_id}
 
 
-def test_save_load_save_is_stable(sdir):
-    st = Store(sdir)
+def test_save_load_save_is_stable_and_writes_nothing_unchanged(sdir):
+    st = LocalStore(sdir)
     st.save(sample_state())
-    first = open(store_file(sdir), "rb").read()
+    first = {n: os.stat(net_file(sdir, n)).st_ino for n in ("vlan20", "mac")}
     st.save(st.load())
-    assert open(store_file(sdir), "rb").read() == first
+    assert {n: os.stat(net_file(sdir, n)).st_ino for n in ("vlan20", "mac")} == first
 
 
-def test_load_missing_file_is_empty_state(sdir):
-    state = Store(sdir).load()
+def test_a_save_writes_only_the_networks_that_changed(sdir):
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    inodes = {n: os.stat(net_file(sdir, n)).st_ino for n in ("vlan20", "mac")}
+    host = os.stat(host_file(sdir)).st_ino
+    state = st.load()
+    state.networks["mac"] = state.networks["mac"].without_endpoint("ns1")
+    st.save(state)
+    assert os.stat(net_file(sdir, "vlan20")).st_ino == inodes["vlan20"]
+    assert os.stat(net_file(sdir, "mac")).st_ino != inodes["mac"]
+    assert os.stat(host_file(sdir)).st_ino == host
+    state = st.load()
+    del state.networks["vlan20"]
+    st.save(state)
+    assert not os.path.exists(net_file(sdir, "vlan20"))
+    assert not os.path.exists(os.path.join(sdir, "cache", "vlan20.json"))
+    assert list(st.load().networks) == ["mac"]
+
+
+def test_load_missing_store_is_empty_state_and_creates_nothing(sdir):
+    state = LocalStore(sdir).load()
     assert state.networks == {} and state.seq == 0 and state.boot_id == ""
-    assert not os.path.exists(sdir)  # reading creates nothing
-
-
-def test_empty_state_round_trip(sdir):
-    st = Store(sdir)
-    st.save(State())
-    assert st.load().networks == {}
+    assert not os.path.exists(sdir)
 
 
 def test_state_next_seq():
-    s = State(seq=7)
+    s = State.from_networks({}, seq=7)
     assert s.next_seq() == 8
     assert s.next_seq() == 9
-    assert s.to_dict()["seq"] == 9
 
 
 def test_save_creates_private_state_dir(sdir):
-    Store(sdir).save(State())
+    LocalStore(sdir).save(sample_state())
     assert stat.S_IMODE(os.stat(sdir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(net_file(sdir, "mac")).st_mode) == 0o600
 
 
-# --- schema and older files ----------------------------------------------------------
+def test_network_names_lists_without_parsing(sdir):
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    with open(net_file(sdir, "mac"), "w") as f:
+        f.write("[[[ broken")
+    assert st.network_names() == ["mac", "vlan20"]
+
+
+# --- schema, unknown keys, older files ---------------------------------------------------------
 
 
 def test_newer_schema_is_refused_and_file_untouched(sdir):
-    os.makedirs(sdir)
-    raw = b'schema = 2\nseq = 0\n[networks.x]\nid = "00"\nnew_thing = true\n'
-    open(store_file(sdir), "wb").write(raw)
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    path = net_file(sdir, "mac")
+    raw = open(path, "rb").read().replace(b"schema = 2", b"schema = 3")
+    open(path, "wb").write(raw)
     with pytest.raises(StoreError) as ei:
-        Store(sdir).load()
+        st.load()
     msg = str(ei.value)
-    assert store_file(sdir) in msg and "schema 2" in msg and "upgrade" in msg
-    assert open(store_file(sdir), "rb").read() == raw
+    assert path in msg and "schema 3" in msg and "upgrade" in msg
+    assert open(path, "rb").read() == raw
 
 
-@pytest.mark.parametrize("schema", ['"1"', "1.0", "[1]"])
-def test_non_integer_schema_is_refused(sdir, schema):
+@pytest.mark.parametrize("schema", ['"1"', "1.0", "[1]", "99"])
+def test_bad_host_schema_is_refused(sdir, schema):
     os.makedirs(sdir)
-    open(store_file(sdir), "w").write(f"schema = {schema}\n")
+    open(host_file(sdir), "w").write(f"schema = {schema}\n")
     with pytest.raises(StoreError):
-        Store(sdir).load()
+        LocalStore(sdir).load()
 
 
-def test_older_file_missing_keys_gets_defaults(sdir):
-    os.makedirs(sdir)
-    open(store_file(sdir), "w").write(
-        textwrap.dedent(
-            """\
-            [networks.old]
-            id = "ab"
-            [[networks.old.subnets]]
-            subnet = "10.0.0.0/24"
-            gateway = "10.0.0.1"
-            [networks.old.endpoints.ns1]
-            ipv4 = "10.0.0.2/24"
-            """
-        )
-    )
-    state = Store(sdir).load()
-    assert state.seq == 0 and state.boot_id == ""
-    net = state.networks["old"]
+def test_unknown_keys_survive_a_save_at_every_level(sdir):
+    """A newer ipvnet's additions (host, network, subnet, endpoint) are kept by this one."""
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    with open(host_file(sdir), "a") as f:
+        f.write('future_flag = "keep me"\n[future_table]\nanswer = 42\n')
+    path = net_file(sdir, "vlan20")
+    d = tomllib.loads(open(path).read())
+    d["vxlan_id"] = 7
+    d["subnets"][0]["reserved_tail"] = 8
+    d["endpoints"]["ns1"]["qos"] = {"class": "gold", "burst": [1, 2]}
+    open(path, "w").write(dumps(d, frozenset({"endpoints"})))
+    state = st.load()
+    net = state.networks["vlan20"]
+    state.networks["vlan20"] = net.with_endpoint(endpoint("ns3", "192.168.20.130/24", seq=9))
+    state.boot_id = "changed"
+    st.save(state)
+    again = tomllib.loads(open(path).read())
+    assert again["vxlan_id"] == 7 and again["subnets"][0]["reserved_tail"] == 8
+    assert again["endpoints"]["ns1"]["qos"] == {"class": "gold", "burst": [1, 2]}
+    assert "ns3" in again["endpoints"]
+    host = tomllib.loads(open(host_file(sdir)).read())
+    assert host["future_flag"] == "keep me" and host["future_table"] == {"answer": 42}
+    assert host["boot_id"] == "changed" and host["schema"] == SCHEMA_VERSION
+
+
+def test_unknown_keys_cannot_override_known_ones():
+    net = network("n", [subnet("10.0.0.0/24")])
+    d = net.to_dict()
+    d["id"] = net.id
+    from ipvnet.model import Network
+
+    loaded = Network.from_dict("n", {**d, "future": 1})
+    assert loaded.extra == {"future": 1} and loaded.to_dict()["id"] == net.id
+
+
+def test_older_network_file_missing_keys_gets_defaults(sdir):
+    os.makedirs(os.path.join(sdir, "networks"))
+    open(host_file(sdir), "w").write("schema = 2\n")
+    open(net_file(sdir, "old"), "w").write(textwrap.dedent(
+        """\
+        id = "ab"
+        [[subnets]]
+        subnet = "10.0.0.0/24"
+        gateway = "10.0.0.1"
+        [endpoints]
+        ns1 = { ipv4 = "10.0.0.2/24" }
+        """))
+    net = LocalStore(sdir).load().networks["old"]
     assert net.driver == "ipvlan" and net.mode == "l2" and net.options["ipvlan_flag"] == "bridge"
-    assert net.parent_kind == "existing" and not net.internal and not net.enable_ipv6
+    assert net.parent_kind == "existing" and not net.internal and not net.enable_ipv6 and net.enable_ipv4
     ep = net.endpoints["ns1"]
     assert ep.ifname == "eth0" and str(ep.ipv4) == "10.0.0.2/24" and ep.gw_priority == 0
-
-
-def test_newer_top_level_keys_are_preserved(sdir):
-    os.makedirs(sdir)
-    open(store_file(sdir), "w").write(
-        textwrap.dedent(
-            """\
-            schema = 1
-            seq = 3
-            boot_id = "b"
-            future_flag = "keep me"
-
-            [future_table]
-            answer = 42
-            list = [1, 2]
-
-            [networks]
-            """
-        )
-    )
-    st = Store(sdir)
-    state = st.load()
-    assert state.extra == {"future_flag": "keep me", "future_table": {"answer": 42, "list": [1, 2]}}
-    state.next_seq()
-    st.save(state)
-    data = tomllib.loads(open(store_file(sdir)).read())
-    assert data["future_flag"] == "keep me"
-    assert data["future_table"] == {"answer": 42, "list": [1, 2]}
-    assert data["seq"] == 4 and data["schema"] == SCHEMA_VERSION
-    assert st.load().extra == state.extra
-
-
-def test_extra_cannot_override_known_keys():
-    state = State(seq=5, extra={"seq": 99, "schema": 99, "networks": "junk"})
-    d = state.to_dict()
-    assert d["seq"] == 5 and d["schema"] == SCHEMA_VERSION and d["networks"] == {}
 
 
 # --- corruption -----------------------------------------------------------------------
@@ -195,134 +231,125 @@ def test_extra_cannot_override_known_keys():
 
 @pytest.mark.parametrize(
     "raw",
-    [
-        b"schema = 1\n[networks.x\n",
-        b"this is not toml",
-        b'schema = 1\nseq = 1\nboot_id = "unterminated\n',
-        b"\xff\xfe\x00garbage",
-        b"schema = 1\nschema = 1\n",
-    ],
+    [b"schema = 2\n[options\n", b"this is not toml", b'id = "unterminated\n', b"\xff\xfe\x00garbage",
+     b"schema = 2\nschema = 2\n"],
 )
-def test_corrupt_file_names_the_file_and_is_left_unchanged(sdir, raw):
-    os.makedirs(sdir)
-    path = store_file(sdir)
+def test_corrupt_network_file_names_the_file_and_is_left_unchanged(sdir, raw):
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    path = net_file(sdir, "mac")
     open(path, "wb").write(raw)
     before = os.stat(path)
     with pytest.raises(StoreError) as ei:
-        Store(sdir).load()
+        st.load()
     assert path in str(ei.value)
-    assert open(path, "rb").read() == raw
-    assert os.stat(path).st_mtime_ns == before.st_mtime_ns
-    assert os.listdir(sdir) == ["networks.toml"]
+    assert open(path, "rb").read() == raw and os.stat(path).st_mtime_ns == before.st_mtime_ns
 
 
 def test_truncated_file_is_an_error_naming_the_file(sdir):
-    st = Store(sdir)
+    st = LocalStore(sdir)
     st.save(sample_state())
-    path = store_file(sdir)
+    path = net_file(sdir, "vlan20")
     full = open(path, "rb").read()
-    # cut inside a quoted value, as a torn write would
-    cut = full[: full.index(b"192.168.20.0/24") + 5]
+    cut = full[: full.index(b"192.168.20.0/24") + 5]  # inside a quoted value, as a torn write would
     open(path, "wb").write(cut)
     with pytest.raises(StoreError) as ei:
         st.load()
-    assert path in str(ei.value)
-    assert open(path, "rb").read() == cut
+    assert path in str(ei.value) and open(path, "rb").read() == cut
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        '[networks.x]\ndriver = "ipvlan"\n',  # no id
-        '[networks.x]\nid = "a"\n[[networks.x.subnets]]\nsubnet = "10.0.0.1/33"\n',
-        '[networks.x]\nid = "a"\n[networks.x.endpoints.ns1]\nipv4 = "not-an-ip"\n',
-        '[networks.x]\nid = "a"\n[networks.x.endpoints.ns1]\nseq = "x"\n',
-        "networks = 5\n",
-        "[networks]\nx = 5\n",
+        'driver = "ipvlan"\n',  # no id
+        'id = "a"\n[[subnets]]\nsubnet = "10.0.0.1/33"\n',
+        'id = "a"\n[endpoints]\nns1 = { ipv4 = "not-an-ip" }\n',
+        'id = "a"\n[endpoints]\nns1 = { seq = "x" }\n',
+        'id = "a"\nendpoints = 5\n',
     ],
 )
 def test_invalid_network_entry_is_a_store_error(sdir, body):
-    os.makedirs(sdir)
-    path = store_file(sdir)
-    open(path, "w").write("schema = 1\n" + body)
+    os.makedirs(os.path.join(sdir, "networks"))
+    open(host_file(sdir), "w").write("schema = 2\n")
+    path = net_file(sdir, "x")
+    open(path, "w").write("schema = 2\n" + body)
     with pytest.raises(StoreError) as ei:
-        Store(sdir).load()
+        LocalStore(sdir).load()
     assert path in str(ei.value)
-    assert open(path).read() == "schema = 1\n" + body
-
-
-def test_invalid_top_level_seq_is_a_store_error(sdir):
-    os.makedirs(sdir)
-    open(store_file(sdir), "w").write('schema = 1\nseq = "abc"\n')
-    with pytest.raises(StoreError) as ei:
-        Store(sdir).load()
-    assert store_file(sdir) in str(ei.value)
+    assert open(path).read() == "schema = 2\n" + body
 
 
 # --- symlinks -----------------------------------------------------------------------------
 
 
-def test_load_refuses_a_symlinked_store(sdir, tmp_path):
-    os.makedirs(sdir)
+def test_load_refuses_a_symlinked_network_file(sdir, tmp_path):
+    st = LocalStore(sdir)
+    st.save(sample_state())
     target = tmp_path / "elsewhere.toml"
-    target.write_text("schema = 1\nseq = 77\n")
-    os.symlink(target, store_file(sdir))
+    target.write_text('schema = 2\nid = "x"\n')
+    os.unlink(net_file(sdir, "mac"))
+    os.symlink(target, net_file(sdir, "mac"))
     with pytest.raises(StoreError) as ei:
-        Store(sdir).load()
-    assert "symbolic link" in str(ei.value) and store_file(sdir) in str(ei.value)
+        st.load()
+    assert "symbolic link" in str(ei.value) and net_file(sdir, "mac") in str(ei.value)
 
 
 def test_save_refuses_to_replace_a_symlink(sdir, tmp_path):
-    os.makedirs(sdir)
+    st = LocalStore(sdir)
+    st.save(sample_state())
     target = tmp_path / "victim"
     target.write_bytes(b"precious\n")
-    os.symlink(target, store_file(sdir))
+    os.unlink(net_file(sdir, "mac"))
+    os.symlink(target, net_file(sdir, "mac"))
+    state = sample_state()
+    state.loaded = {}
     with pytest.raises(StoreError) as ei:
-        Store(sdir).save(sample_state())
+        st.save(state)
     assert "symbolic link" in str(ei.value)
-    assert target.read_bytes() == b"precious\n"
-    assert os.path.islink(store_file(sdir))
-    assert sorted(os.listdir(sdir)) == ["networks.toml"]  # no temp file left behind
+    assert target.read_bytes() == b"precious\n" and os.path.islink(net_file(sdir, "mac"))
+    assert not [n for n in os.listdir(os.path.join(sdir, "networks")) if ".tmp." in n]
 
 
 # --- atomic save ---------------------------------------------------------------------------
 
 
-def test_save_is_atomic_no_temp_files_and_private_mode(sdir):
-    st = Store(sdir)
+def test_save_replaces_by_rename_and_leaves_no_temp_files(sdir):
+    st = LocalStore(sdir)
     st.save(sample_state())
-    assert sorted(os.listdir(sdir)) == ["networks.cache.json", "networks.toml"]
-    assert stat.S_IMODE(os.stat(store_file(sdir)).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(os.path.join(sdir, "networks.cache.json")).st_mode) == 0o600
-    old_inode = os.stat(store_file(sdir)).st_ino
+    old_inode = os.stat(net_file(sdir, "mac")).st_ino
     state = st.load()
-    state.boot_id = "new"
+    state.networks["mac"] = state.networks["mac"].without_endpoint("ns1")
     st.save(state)
-    assert sorted(os.listdir(sdir)) == ["networks.cache.json", "networks.toml"]
-    assert stat.S_IMODE(os.stat(store_file(sdir)).st_mode) == 0o600
-    # replaced by rename (a new inode), not rewritten in place
-    assert os.stat(store_file(sdir)).st_ino != old_inode
-    assert st.load().boot_id == "new"
+    assert os.stat(net_file(sdir, "mac")).st_ino != old_inode
+    for d in ("", "networks", "cache"):
+        assert not [n for n in os.listdir(os.path.join(sdir, d)) if ".tmp." in n]
 
 
 def test_save_failure_before_rename_leaves_old_file_and_no_temp(sdir, monkeypatch):
-    st = Store(sdir)
+    st = LocalStore(sdir)
     st.save(sample_state())
-    before = open(store_file(sdir), "rb").read()
+    before = open(net_file(sdir, "mac"), "rb").read()
+    state = st.load()
+    state.networks["mac"] = state.networks["mac"].without_endpoint("ns1")
 
     def boom(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_mod.os, "rename", boom)
+    monkeypatch.setattr(local_mod.os, "rename", boom)
     with pytest.raises(StoreError) as ei:
-        st.save(State())
-    assert store_file(sdir) in str(ei.value)
+        st.save(state)
+    assert net_file(sdir, "mac") in str(ei.value)
     monkeypatch.undo()
-    assert open(store_file(sdir), "rb").read() == before
-    assert sorted(os.listdir(sdir)) == ["networks.cache.json", "networks.toml"]
+    assert open(net_file(sdir, "mac"), "rb").read() == before
+    assert not [n for n in os.listdir(os.path.join(sdir, "networks")) if ".tmp." in n]
 
 
-def test_save_fsyncs_file_and_directory(sdir, monkeypatch):
+def test_save_fsyncs_each_file_then_the_directory_once(sdir, monkeypatch):
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    state = st.load()
+    for name in ("mac", "vlan20"):
+        state.networks[name] = state.networks[name].with_endpoint(endpoint("extra", seq=20))
     synced = []
     real = os.fsync
 
@@ -330,9 +357,62 @@ def test_save_fsyncs_file_and_directory(sdir, monkeypatch):
         synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
         real(fd)
 
-    monkeypatch.setattr(store_mod.os, "fsync", spy)
-    Store(sdir).save(State())
-    assert synced == [False, True]  # the temp file, then the directory after the rename
+    monkeypatch.setattr(local_mod.os, "fsync", spy)
+    st.save(state)
+    assert synced == [False, False, True]  # two network files, then their directory
+
+
+# --- migration from schema 1 ---------------------------------------------------------------
+
+
+def copy_fixture(sdir: str) -> None:
+    shutil.copytree(FIXTURE, sdir)
+
+
+def test_schema1_store_is_read_as_is_and_migrated_on_the_first_change(sdir):
+    copy_fixture(sdir)
+    st = LocalStore(sdir)
+    before = st.load()
+    assert sorted(before.networks) == ["iso", "mac", "vlan20"] and before.seq == 4
+    assert before.networks["vlan20"].endpoints["web"].aliases == ("www",)
+    assert os.listdir(sdir) != [] and not os.path.exists(host_file(sdir))  # reading migrates nothing
+    with st.locked(exclusive=True):
+        pass
+    assert os.path.exists(host_file(sdir)) and not os.path.exists(os.path.join(sdir, "networks.toml"))
+    assert os.path.exists(os.path.join(sdir, "networks.toml.schema1"))
+    after = st.load()
+    assert after.networks == before.networks and after.boot_id == before.boot_id and after.seq == 4
+    assert sorted(os.listdir(os.path.join(sdir, "networks"))) == ["iso.toml", "mac.toml", "vlan20.toml"]
+
+
+def test_migration_crash_before_the_commit_point_leaves_schema1_whole(sdir, monkeypatch):
+    copy_fixture(sdir)
+    st = LocalStore(sdir)
+    want = st.load().networks
+    real = st.write_file
+
+    def crash(path, text, sync_dir=True):
+        if path.endswith("host.toml"):
+            raise KeyboardInterrupt  # killed just before the commit point
+        return real(path, text, sync_dir)
+
+    monkeypatch.setattr(st, "write_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_if_needed(st)
+    monkeypatch.undo()
+    assert not os.path.exists(host_file(sdir)) and os.path.exists(os.path.join(sdir, "networks.toml"))
+    assert st.load().networks == want  # the old layout is still the store
+    assert migrate_if_needed(st) and st.load().networks == want  # and a second attempt completes
+
+
+def test_corrupt_schema1_store_is_not_migrated(sdir):
+    os.makedirs(sdir)
+    open(os.path.join(sdir, "networks.toml"), "w").write("[[[ broken")
+    st = LocalStore(sdir)
+    with pytest.raises(StoreError):
+        with st.locked(exclusive=True):
+            pass
+    assert os.listdir(sdir) == ["networks.toml", "lock"] or sorted(os.listdir(sdir)) == ["lock", "networks.toml"]
 
 
 # --- locking ----------------------------------------------------------------------------------
@@ -372,7 +452,7 @@ def holder(sdir):
 
 def _timed_lock(sdir: str, exclusive: bool, timeout: float = 0.3) -> float:
     t0 = time.monotonic()
-    with Store(sdir, lock_timeout=timeout).locked(exclusive):
+    with LocalStore(sdir, lock_timeout=timeout).locked(exclusive):
         pass
     return time.monotonic() - t0
 
@@ -381,7 +461,7 @@ def test_exclusive_lock_held_elsewhere_times_out(sdir, holder):
     holder("ex")
     t0 = time.monotonic()
     with pytest.raises(LockTimeout) as ei:
-        with Store(sdir, lock_timeout=0.3).locked(True):
+        with LocalStore(sdir, lock_timeout=0.3).locked(True):
             pytest.fail("got the lock while another process holds it")
     elapsed = time.monotonic() - t0
     assert 0.3 <= elapsed < 1.0
@@ -421,7 +501,7 @@ def test_lock_waits_and_succeeds_once_released(sdir, holder):
 def test_exclusive_lock_is_held_inside_and_released_after(sdir):
     import fcntl
 
-    st = Store(sdir, lock_timeout=0.3)
+    st = LocalStore(sdir, lock_timeout=0.3)
     with st.locked(True):
         fd = os.open(os.path.join(sdir, "lock"), os.O_RDWR)
         try:
@@ -438,7 +518,7 @@ def test_exclusive_lock_is_held_inside_and_released_after(sdir):
 
 
 def test_lock_released_when_body_raises(sdir):
-    st = Store(sdir, lock_timeout=0.3)
+    st = LocalStore(sdir, lock_timeout=0.3)
     with pytest.raises(RuntimeError):
         with st.locked(True):
             raise RuntimeError("boom")
@@ -447,7 +527,7 @@ def test_lock_released_when_body_raises(sdir):
 
 
 def test_shared_lock_on_fresh_host_creates_nothing(sdir):
-    with Store(sdir, lock_timeout=0.3).locked(False):
+    with LocalStore(sdir, lock_timeout=0.3).locked(False):
         pass
     assert not os.path.exists(sdir)
 
@@ -458,7 +538,7 @@ def test_lock_file_symlink_is_refused(sdir, tmp_path):
     victim.write_text("x")
     os.symlink(victim, os.path.join(sdir, "lock"))
     with pytest.raises(StoreError):
-        with Store(sdir, lock_timeout=0.3).locked(True):
+        with LocalStore(sdir, lock_timeout=0.3).locked(True):
             pass
     assert victim.read_text() == "x"
 
@@ -469,53 +549,77 @@ def test_lock_file_symlink_is_refused(sdir, tmp_path):
 def test_env_defaults(monkeypatch):
     monkeypatch.delenv("IPVNET_STATE_DIR", raising=False)
     monkeypatch.delenv("IPVNET_LOCK_TIMEOUT", raising=False)
-    assert store_mod.state_dir_from_env() == "/var/lib/ipvnet"
-    assert store_mod.lock_timeout_from_env() == 60.0
+    assert state_dir_from_env() == "/var/lib/ipvnet"
+    assert lock_timeout_from_env() == 60.0
     monkeypatch.setenv("IPVNET_STATE_DIR", "/tmp/x")
     monkeypatch.setenv("IPVNET_LOCK_TIMEOUT", "2.5")
-    assert store_mod.state_dir_from_env() == "/tmp/x"
-    assert store_mod.lock_timeout_from_env() == 2.5
-    assert Store().dir == "/tmp/x" and Store().lock_timeout == 2.5
-    assert Store(lock_timeout=0).lock_timeout == 0
+    assert state_dir_from_env() == "/tmp/x"
+    assert lock_timeout_from_env() == 2.5
+    assert LocalStore().dir == "/tmp/x" and LocalStore().lock_timeout == 2.5
+    assert LocalStore(lock_timeout=0).lock_timeout == 0
     monkeypatch.setenv("IPVNET_LOCK_TIMEOUT", "soon")
-    assert store_mod.lock_timeout_from_env() == 60.0
+    assert lock_timeout_from_env() == 60.0
 
 
 # --- the parsed-copy cache ---------------------------------------------------
 
 
-def _cache(sdir):
-    return os.path.join(sdir, "networks.cache.json")
+def _cache(sdir, name="vlan20"):
+    return os.path.join(sdir, "cache", f"{name}.json")
 
 
 def test_cache_is_used_only_while_the_toml_file_is_unchanged(sdir):
-    import json
-
-    st = Store(sdir)
+    st = LocalStore(sdir)
     st.save(sample_state())
     cached = json.loads(open(_cache(sdir)).read())
-    cached["data"]["boot_id"] = "from-cache"
+    cached["data"]["created"] = "from-cache"
     open(_cache(sdir), "w").write(json.dumps(cached))
-    assert st.load().boot_id == "from-cache"  # same inode, size, mtime: the cache is read
-    text = open(store_file(sdir)).read().replace('boot_id = "', 'boot_id = "edited-')
-    with open(store_file(sdir), "w") as f:  # a hand edit in place
+    assert st.load().networks["vlan20"].created == "from-cache"  # same inode, size, mtime: the cache is read
+    text = open(net_file(sdir, "vlan20")).read().replace('created = "', 'created = "edited-')
+    with open(net_file(sdir, "vlan20"), "w") as f:  # a hand edit in place
         f.write(text)
-    assert st.load().boot_id.startswith("edited-")
+    assert st.load().networks["vlan20"].created.startswith("edited-")
 
 
 def test_corrupt_or_foreign_cache_is_ignored(sdir):
-    st = Store(sdir)
+    st = LocalStore(sdir)
     st.save(sample_state())
     want = st.load()
     for junk in ("{", "[]", '{"key": 1}', '{"key": [1,2,3], "data": {}}'):
         open(_cache(sdir), "w").write(junk)
-        assert st.load().networks.keys() == want.networks.keys()
+        assert st.load().networks == want.networks
 
 
 def test_corrupt_toml_is_reported_even_with_an_old_cache(sdir):
-    st = Store(sdir)
+    st = LocalStore(sdir)
     st.save(sample_state())
-    with open(store_file(sdir), "a") as f:
+    with open(net_file(sdir, "vlan20"), "a") as f:
         f.write("[[[ broken")
     with pytest.raises(StoreError):
         st.load()
+
+
+# --- the TOML writer -------------------------------------------------------------
+
+SCALAR = st.one_of(st.text(), st.integers(-2**63, 2**63 - 1), st.booleans())
+KEY = st.text(min_size=1, max_size=12)
+VALUE = st.recursive(SCALAR | st.lists(SCALAR, max_size=3),
+                     lambda inner: st.dictionaries(KEY, inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEY, VALUE | st.lists(st.dictionaries(KEY, SCALAR, min_size=1, max_size=3), min_size=1,
+                                              max_size=2), max_size=5),
+       st.dictionaries(KEY, st.dictionaries(KEY, VALUE, max_size=3), max_size=3))
+def test_toml_writer_round_trips_through_tomllib(doc, inline_children):
+    doc = dict(doc)
+    doc["endpoints"] = inline_children
+    text = dumps(doc, frozenset({"endpoints"}))
+    assert tomllib.loads(text) == doc
+
+
+def test_toml_writer_writes_one_line_per_namespace(sdir):
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    text = open(net_file(sdir, "vlan20")).read()
+    assert '\nns1 = { ifname = "eth0",' in text and '\n"ns.2" = { ifname = "eth1",' in text
