@@ -3,7 +3,8 @@
 # kernel: directly when this host has one, otherwise in a User-Mode Linux guest.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-APT_PKGS := user-mode-linux kmod iproute2 iputils-ping containernetworking-plugins
+APT_PKGS := user-mode-linux kmod iproute2 iputils-ping containernetworking-plugins \
+            bird2 frr etcd-server etcd-client util-linux openssl
 
 .PHONY: install deps test unit kernel lint clean bench
 
@@ -26,8 +27,8 @@ lint: install
 	$(VENV)/bin/ruff check ipvnet tests scripts
 	$(VENV)/bin/mypy ipvnet tests/unit/fake_engine.py
 
-unit: install
-	$(PY) -m pytest tests/unit -q
+unit: install deps
+	$(PY) -m pytest tests/unit tests/etcd -q
 
 kernel: install deps
 	$(PY) scripts/kernel_tests.py

@@ -12,6 +12,7 @@ lock. The file's shape (every key but the names is optional):
     aux_addresses = { router = "192.168.20.2" }
     internal = false
     ipv4 = true                            # false: IPv6-only (needs ipv6 or an IPv6 subnet)
+    cluster = "prod"                       # spans hosts (ipvlan l3/l3s, no subnets given)
     ipv6 = false
     options = { parent = "eth0.20", ipvlan_mode = "l2" }
     labels = { team = "net" }
@@ -43,7 +44,7 @@ from ipvnet.model import (
 from ipvnet.requests import AttachSpec, NetworkSpec
 
 NET_KEYS = {"driver", "subnets", "gateways", "ip_ranges", "aux_addresses", "internal", "ipv4", "ipv6", "options",
-            "labels", "namespaces"}
+            "labels", "namespaces", "cluster"}
 NS_KEYS = {"ip", "ip6", "aliases", "gw_priority", "ifname"}
 
 
@@ -124,6 +125,7 @@ def _network(path: str, name: str, nd: Any) -> FileNetwork:
         ipv6=bool(_typed(where, "ipv6", nd.get("ipv6", False), bool)),
         options=options,
         labels={str(k): str(v) for k, v in labels.items()},
+        cluster=_typed(where, "cluster", nd.get("cluster", ""), str),
     )
     spaces = _typed(where, "namespaces", nd.get("namespaces", {}), dict)
     return FileNetwork(spec, tuple(_namespace(f"{where} namespace {ns}", name, ns, sd) for ns, sd in spaces.items()))
@@ -151,6 +153,10 @@ def network_matches(spec: NetworkSpec, net: Network) -> str | None:
     Defaults the store filled in (a picked pool, a gateway) count as matching."""
     if spec.driver != net.driver:
         return f"driver {net.driver}, file says {spec.driver}"
+    if spec.cluster != net.cluster:
+        return f"cluster {net.cluster or '(none)'}, file says {spec.cluster or '(none)'}"
+    if spec.cluster:
+        return None  # its subnets are the blocks this host claimed
     if spec.ipv4 != net.enable_ipv4:
         return f"ipv4 {str(net.enable_ipv4).lower()}, file says {str(spec.ipv4).lower()}"
     want = normalize_options(spec.driver, dict(spec.options))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ipvnet import netns, nspath
-from ipvnet.errors import Conflict, NotFound
+from ipvnet.errors import Conflict, KernelError, NotFound
 from ipvnet.fault import Faults
 from ipvnet.kernel import Check, LinkInfo, OpRunner, RouteInfo
 from ipvnet.ops import (
@@ -196,6 +196,9 @@ class NetlinkEngine(OpRunner):
             netns.create(op.name)
         except FileExistsError:
             raise Conflict(f"network namespace {op.name!r} already exists") from None
+        except netns.PrivateMountNamespace as e:
+            raise KernelError(f"cannot create namespace {op.name}: {e.strerror}",
+                              "run ipvnet under `nsenter --net=/run/netns/HOST` instead of `ip netns exec`") from None
 
     def _netns_del(self, op: NetnsDel) -> None:
         self.forget(op.name)

@@ -80,6 +80,12 @@ class StoreError(IpvnetError):
     exit_code = 8
 
 
+class ClusterError(IpvnetError):
+    """The cluster store (etcd) is unreachable or refused a request."""
+
+    exit_code = 10
+
+
 class DriftFound(IpvnetError):
     """`check` found differences between the store and the kernel."""
 
@@ -97,4 +103,5 @@ EXIT_CODES = {
     7: "timed out waiting for the store lock",
     8: "store file unreadable, corrupt or from a newer ipvnet",
     9: "check found drift between store and kernel",
+    10: "the cluster store (etcd) is unreachable or refused a request",
 }

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 from ipvnet import names
+from ipvnet.clusters import ClusterConfig
 from ipvnet.kernel import Engine, LinkInfo
 from ipvnet.model import IPAddress, IPNetwork, Network, parse_parent
 
@@ -21,6 +22,7 @@ class CreateFacts:
     parent_addresses: tuple[str, ...]  # global addresses on the parent ("a/len")
     nameservers: tuple[IPAddress, ...]
     host_seed: str  # for the ULA prefix
+    cluster: ClusterConfig | None = None  # the joined cluster a --cluster network names
 
 
 def host_seed() -> str:
@@ -35,7 +37,8 @@ def host_seed() -> str:
     return os.uname().nodename
 
 
-def observe_create(engine: Engine, parent: str | None, default_v4: bool) -> CreateFacts:
+def observe_create(engine: Engine, parent: str | None, default_v4: bool,
+                   cluster: ClusterConfig | None = None) -> CreateFacts:
     """PARENT as given with -o parent (None: a dummy will be made); DEFAULT_V4:
     a default IPv4 pool will be picked, so the host's routes matter."""
     link = base = None
@@ -52,7 +55,7 @@ def observe_create(engine: Engine, parent: str | None, default_v4: bool) -> Crea
     if default_v4:
         routes = tuple(ipaddress.ip_network(r.dst, strict=False) for r in engine.routes() if r.dst)
     return CreateFacts(link, base, routes, addrs,
-                       tuple(names.host_nameserver_addresses(names.read_host_resolv())), host_seed())
+                       tuple(names.host_nameserver_addresses(names.read_host_resolv())), host_seed(), cluster)
 
 
 @dataclass(frozen=True)

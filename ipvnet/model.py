@@ -268,9 +268,10 @@ class Network:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     enable_ipv4: bool = True  # False: IPv6-only by request (`--ipv4=false`, Docker 28)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    cluster: str = ""  # spans hosts: its subnets are the blocks this host claimed (ipvnet.clusters)
 
     KEYS = ("id", "created", "driver", "parent", "parent_kind", "internal", "enable_ipv6", "enable_ipv4", "options",
-            "labels", "subnets", "endpoints")
+            "labels", "subnets", "endpoints", "cluster")
 
     @property
     def mode(self) -> str:
@@ -306,7 +307,7 @@ class Network:
         return replace(self, endpoints=eps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             **self.extra,
             "id": self.id,
             "created": self.created,
@@ -321,6 +322,9 @@ class Network:
             "subnets": [s.to_dict() for s in self.subnets],
             "endpoints": {ns: ep.to_dict() for ns, ep in self.endpoints.items()},
         }
+        if self.cluster:
+            d["cluster"] = self.cluster
+        return d
 
     @classmethod
     def from_dict(cls, name: str, d: dict[str, Any]) -> Network:
@@ -348,6 +352,7 @@ class Network:
             enable_ipv4=bool(d.get("enable_ipv4", True)),
             endpoints={ns: Endpoint.from_dict(ns, e) for ns, e in d.get("endpoints", {}).items()},
             extra=_known(d, cls.KEYS),
+            cluster=str(d.get("cluster", "")),
         )
 
 

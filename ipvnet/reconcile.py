@@ -51,6 +51,7 @@ class Drift:
     fixable: bool = True
     journal: str | None = None  # journal file to discard once repaired
     hosts: tuple[str, ...] = ()  # networks whose hosts files to rewrite
+    action: Callable[[], None] | None = None  # a repair outside the kernel (etcd), run before the ops
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,8 +64,10 @@ class Drift:
         }
 
 
-def find_drift(state: State, engine: Engine, journal: Journal, hosts: names.Names) -> list[Drift]:
-    """Every difference, in the order repair must fix them (see the module docstring)."""
+def find_drift(state: State, engine: Engine, journal: Journal, hosts: names.Names,
+               clusters: Callable[[], list[Drift]] = list) -> list[Drift]:
+    """Every difference, in the order repair must fix them (see the module docstring).
+    CLUSTERS finds the drift of cluster networks (ipvnet.cluster_drift), after the links."""
     root_links = {li.name for li in engine.links()}
     nets = sorted(state.networks.values(), key=lambda n: n.name)
     drift = _journal_drift(journal)
@@ -77,7 +80,7 @@ def find_drift(state: State, engine: Engine, journal: Journal, hosts: names.Name
             by_ns.setdefault(ep.ns, []).append((net, ep))
     for ns in sorted(by_ns):
         drift += _namespace_drift(ns, sorted(by_ns[ns], key=lambda p: p[1].seq), engine)
-    return drift + _duplicate_drift(state) + _hosts_drift(state, hosts)
+    return drift + clusters() + _duplicate_drift(state) + _hosts_drift(state, hosts)
 
 
 def _journal_drift(journal: Journal) -> list[Drift]:
@@ -280,6 +283,8 @@ def repair(
                 if d.journal:
                     Journal.discard(d.journal)
             else:
+                if d.action is not None:
+                    d.action()
                 engine.run(d.ops)
             for name in d.hosts:
                 net = state.networks.get(name)

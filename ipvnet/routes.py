@@ -33,7 +33,7 @@ def export_routes(nets: list[Network], host_addrs: dict[str, list[str]], aggrega
         for a in host_addrs.get(net.parent, []):
             ip = ipaddress.ip_interface(a).ip
             vias.setdefault(ip.version, str(ip))
-        if aggregate:
+        if aggregate or net.cluster:  # a cluster network: this host's blocks
             for cfg in net.subnets:
                 out.append(ExportRoute(net.name, "", str(cfg.subnet), vias.get(cfg.version)))
             continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ipvnet.errors import IpvnetError
 from ipvnet.fault import Faults, point
@@ -63,6 +64,9 @@ class Transaction:
     _hosts_stage: bool = False
     _context: str = ""  # the batch step running, for error messages
     _committing: bool = False
+    warnings: list[str] = field(default_factory=list)
+    _after: list[Callable[[], None]] = field(default_factory=list)
+    _clusters: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.journal = Journal(self.store.dir, self.command)
@@ -92,6 +96,23 @@ class Transaction:
         except IpvnetError as e:
             raise e.wrap(self._context or self.command) from e.__cause__
         self._undo.append(lambda: self._rollback_kernel(ops))
+
+    def push_undo(self, undo: Callable[[], None]) -> None:
+        """An effect outside kernel and files (an etcd claim): its undo joins the one stack."""
+        self._undo.append(undo)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run once the store is written (an etcd release); a failure becomes a warning,
+        since what it leaves (an orphan claim) is found and fixed by `check --repair`."""
+        self._after.append(action)
+
+    def cluster(self, name: str) -> Any:
+        """This host's view of cluster NAME (ipvnet.store.cluster.ClusterBlocks), one per transaction."""
+        if name not in self._clusters:
+            from ipvnet.store.cluster import ClusterBlocks, load_membership
+
+            self._clusters[name] = ClusterBlocks(load_membership(self.store.dir, name))
+        return self._clusters[name]
 
     def _rollback_kernel(self, ops: list[Op]) -> None:
         leftovers = self.engine.rollback(ops)
@@ -147,6 +168,12 @@ class Transaction:
         if self.state.dirty():
             self.store.save(self.state)
         self.journal.end()
+        for action in self._after:
+            try:
+                action()
+            except IpvnetError as e:
+                self.warnings.append(f"{e} (`ipvnet check --repair` finishes it later)")
+        self._after.clear()
 
     def abort(self) -> list[str]:
         """After a failure: unwind what is not kept, commit what is (the completed

@@ -36,6 +36,7 @@ MODULES = [
     "net/802/garp",
     "net/802/mrp",
     "net/8021q/8021q",
+    "net/bridge/bridge",  # the cluster suite's underlay switch
 ]
 GUEST_TIMEOUT = int(os.environ.get("IPVNET_UML_TIMEOUT", "1500"))
 
@@ -61,6 +62,9 @@ def host_capable(support: dict[str, bool] | None = None) -> bool:
     return all(support.get(k) for k in ("dummy", "ipvlan", "8021q", "macvlan"))
 
 
+figures: dict[str, str] = {}
+
+
 def verify(junit: str) -> int:
     """Fail when no kernel test ran or any was skipped: a skipped kernel test is one that does not exist."""
     try:
@@ -70,6 +74,12 @@ def verify(junit: str) -> int:
         return 1
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     assert suite is not None
+    figures.clear()
+    for prop in suite.iter("property"):
+        if (prop.get("name") or "").startswith("figure:"):
+            figures[prop.get("name", "")[7:]] = prop.get("value", "")
+    if figures:
+        print("cluster figures: " + ", ".join(f"{k}={v}" for k, v in sorted(figures.items())))
     tests, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
     failures = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
     print(f"kernel tests: {tests} collected, {tests - skipped - failures} passed, {failures} failed, {skipped} skipped")
@@ -193,7 +203,7 @@ def bench(out_dir: str) -> int:
 
 
 def main() -> int:
-    args = sys.argv[1:] or ["tests/kernel"]
+    args = sys.argv[1:] or ["tests/kernel", "tests/cluster"]
     out_dir = tempfile.mkdtemp(prefix="ipvnet-kt-", dir="/var/tmp")
     try:
         if args == ["--bench"]:
@@ -203,10 +213,10 @@ def main() -> int:
             print("kernel tests: host kernel has ipvlan, 8021q and dummy; running directly", flush=True)
             return run_direct(args, out_dir)
         rc = run_uml(args, out_dir)
-        if support.get("macvlan") and support.get("veth") and args == ["tests/kernel"]:
+        if support.get("macvlan") and support.get("veth") and args == ["tests/kernel", "tests/cluster"]:
             # The macvlan tests need nothing this kernel lacks: run them here too.
             print("kernel tests: running the `hostkernel` (macvlan) tests on this host's kernel too", flush=True)
-            rc = run_direct([*args, "-m", "hostkernel"], out_dir) or rc
+            rc = run_direct(["tests/kernel", "-m", "hostkernel"], out_dir) or rc
         return rc
     finally:
         if os.environ.get("IPVNET_KEEP_KT") != "1":

@@ -40,9 +40,10 @@ def cli(ctx: click.Context, state_dir: str, debug: bool) -> None:
     ctx.obj = Ctx(state_dir=state_dir, debug=debug)
 
 
-from ipvnet.cli import namespaces, network, reliability, system  # noqa: E402
+from ipvnet.cli import cluster, namespaces, network, reliability, system  # noqa: E402
 
 cli.add_command(network.network)
+cli.add_command(cluster.cluster)
 for _cmd in (
     namespaces.apply_,
     namespaces.attach,

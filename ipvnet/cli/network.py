@@ -39,12 +39,14 @@ def network() -> None:
 @click.option("-o", "--opt", "options", multiple=True, metavar="KEY=VALUE", shell_complete=complete.options,
               help=option_help())
 @click.option("--label", multiple=True, metavar="K=V", help="Metadata, shown by inspect.")
+@click.option("--cluster", metavar="NAME", default="",
+              help="Span hosts: addresses from this host's blocks of cluster NAME (ipvlan l3/l3s).")
 @dry_run_option
 @click.argument("name")
 @pass_ctx
 def create(ctx: Ctx, name: str, driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...],
            ip_range: tuple[str, ...], aux_address: tuple[str, ...], internal: bool, ipv4: bool, ipv6: bool,
-           options: tuple[str, ...], label: tuple[str, ...], dry_run: bool) -> None:
+           options: tuple[str, ...], label: tuple[str, ...], cluster: str, dry_run: bool) -> None:
     """Create network NAME and, when needed, its parent link.
 
     `-o parent=eth0.20` creates the 802.1q link eth0.20 (vlan 20 on eth0) unless it
@@ -66,12 +68,15 @@ def create(ctx: Ctx, name: str, driver: str, subnet: tuple[str, ...], gateway: t
           --gateway 2001:db8:50::1 --gateway 192.168.50.254 -o parent=eth0.50 dual
       # IPv6 only
       ipvnet network create --ipv4=false --ipv6 -o parent=eth0.60 v6only
+      # L3 across hosts: addresses from this host's blocks of cluster prod
+      ipvnet network create -o ipvlan_mode=l3 -o parent=eth0 --cluster prod web
     """
     from ipvnet.model import parse_key_values
     from ipvnet.requests import NetworkSpec
 
     spec = NetworkSpec(name, driver, subnet, gateway, ip_range, parse_key_values(aux_address, "aux-address"),
-                       internal, ipv4, ipv6, parse_key_values(options, "option"), parse_key_values(label, "label"))
+                       internal, ipv4, ipv6, parse_key_values(options, "option"), parse_key_values(label, "label"),
+                       cluster)
     with ctx.service(dry_run) as svc:
         res = svc.create_network(spec)
     report(res, dry_run)

@@ -89,6 +89,10 @@ def plan_endpoint(state: State, net: Network, spec: AttachSpec, facts: AttachFac
 def attach_in(tx: Transaction, spec: AttachSpec, rand: Random) -> Result:
     state = tx.state
     net = state.network(spec.network)
+    if net.cluster and spec.ns not in net.endpoints:
+        from ipvnet.service.cluster import make_room
+
+        net = make_room(tx, net, spec, siblings_of(state, net))
     ep, ops = plan_endpoint(state, net, spec, observe_attach(tx.engine, net, spec.ns), rand)
     tx.kernel(ops)
     state.seq = ep.seq

@@ -23,7 +23,8 @@ def check(svc: Service, repair: bool = False) -> tuple[list[Any], list[str]]:
     with svc.store.locked(exclusive=repair):
         state = svc.store.load()
         names = Names(svc.store.dir)
-        drift = reconcile.find_drift(state, svc.engine, Journal(svc.store.dir), names)
+        drift = reconcile.find_drift(state, svc.engine, Journal(svc.store.dir), names,
+                                     lambda: _cluster_drift(svc, state))
         failures: list[str] = []
         if repair:
             with svc.progress(len(drift), "repair") as advance:
@@ -33,6 +34,24 @@ def check(svc: Service, repair: bool = False) -> tuple[list[Any], list[str]]:
                 state.boot_id = current
                 svc.store.save(state)
         return drift, failures
+
+
+def _cluster_drift(svc: Service, state: Any) -> list[Any]:
+    from ipvnet.store.cluster import ClusterBlocks, load_membership, memberships, save_membership
+
+    joined = memberships(svc.store.dir)
+    if not joined and not any(n.cluster for n in state.networks.values()):
+        return []
+    from ipvnet.cluster_drift import cluster_drift
+
+    cache: dict[str, ClusterBlocks] = {}
+
+    def blocks(name: str) -> ClusterBlocks:
+        if name not in cache:
+            cache[name] = ClusterBlocks(load_membership(svc.store.dir, name))
+        return cache[name]
+
+    return cluster_drift(state, svc.engine, blocks, joined, lambda m: save_membership(svc.store.dir, m))
 
 
 def export_routes(svc: Service, network: str | None, aggregate: bool = False) -> list[Any]:

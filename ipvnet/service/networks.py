@@ -60,6 +60,8 @@ def plan_network(spec: NetworkSpec, facts: CreateFacts, others: list[Network], n
         parent, kind = dummy_parent_name(spec.driver, net_id), PARENT_DUMMY
         internal = True  # a dummy parent reaches nothing: Docker marks such networks internal
     check_parent_sharing(spec.driver, spec.options, parent, others)
+    if spec.cluster:
+        return _cluster_network(spec, facts, parent, kind, net_id, created), []
     req = ipam.SubnetRequest(spec.subnets, spec.gateways, spec.ip_ranges,
                              tuple(f"{k}={v}" for k, v in spec.aux_addresses.items()), spec.ipv6, spec.ipv4)
     sp = ipam.plan_subnets(req, l3=spec.l3, internal=internal,
@@ -82,14 +84,33 @@ def create_in(tx: Transaction, spec: NetworkSpec, net_id: str) -> Result:
     """Create the (validated) network SPEC inside TX."""
     if spec.name in tx.state.networks:
         raise Conflict(f"network {spec.name!r} already exists", "choose another name or remove it first")
-    default_v4 = spec.ipv4 and all(":" in s for s in spec.subnets)
-    facts = observe_create(tx.engine, spec.options.get("parent"), default_v4)
+    default_v4 = spec.ipv4 and all(":" in s for s in spec.subnets) and not spec.cluster
+    cluster = tx.cluster(spec.cluster).config if spec.cluster and _joined(tx, spec.cluster) else None
+    facts = observe_create(tx.engine, spec.options.get("parent"), default_v4, cluster)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     net, warnings = plan_network(spec, facts, list(tx.state.networks.values()), net_id, created)
     ops = plan_create_parent(net, facts.parent is not None) + plan_host_access(net)
     tx.kernel(ops)
     tx.state.networks[net.name] = net
     return Result(ops, warnings, net)
+
+
+def _cluster_network(spec: NetworkSpec, facts: CreateFacts, parent: str, kind: str, net_id: str,
+                     created: str) -> Network:
+    """No subnets yet: they are the blocks this host will claim, from the cluster's CIDRs."""
+    if facts.cluster is None:
+        raise NotFound(f"this host has not joined cluster {spec.cluster!r}",
+                       f"run `ipvnet cluster join --etcd URL {spec.cluster}` first")
+    families = {c.version for c in facts.cluster.cidrs}
+    return Network(name=spec.name, id=net_id, created=created, driver=spec.driver, parent=parent, parent_kind=kind,
+                   subnets=(), options=dict(spec.options), labels=dict(spec.labels), enable_ipv6=6 in families,
+                   enable_ipv4=4 in families, cluster=spec.cluster)
+
+
+def _joined(tx: Transaction, name: str) -> bool:
+    from ipvnet.store.cluster import memberships
+
+    return name in memberships(tx.store.dir)
 
 
 def create_network(svc: Service, spec: NetworkSpec) -> Result:
@@ -111,6 +132,10 @@ def remove_in(tx: Transaction, name: str, force: bool) -> list[Op]:
             ops.extend(detach_in(tx, tx.state.networks[net.name], ns, hosts=False))
             advance()
     del tx.state.networks[net.name]
+    if net.cluster:
+        from ipvnet.service.cluster import remove_blocks
+
+        ops.extend(remove_blocks(tx, net))
     exists = tx.engine.link(net.parent) is not None
     parent_ops = plan_remove_parent(net, list(tx.state.networks.values()), exists)
     tx.kernel(parent_ops)

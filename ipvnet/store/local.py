@@ -245,31 +245,35 @@ class LocalStore:
         return {**state.extra, "schema": SCHEMA_VERSION, "boot_id": state.boot_id}
 
     def write_file(self, path: str, text: str, sync_dir: bool = True) -> os.stat_result:
-        """Replace PATH atomically: temporary file, fsync, rename (refusing a planted symlink)."""
-        tmp = f"{path}.tmp.{os.getpid()}"
+        return write_atomic(path, text, sync_dir)
+
+
+def write_atomic(path: str, text: str, sync_dir: bool = True) -> os.stat_result:
+    """Replace PATH atomically: temporary file, fsync, rename (refusing a planted symlink)."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, text.encode())
-                os.fsync(fd)
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISLNK(os.lstat(path).st_mode):
-                    raise StoreError(f"{path} is a symbolic link; refusing to replace it")
-            os.rename(tmp, path)
-            if sync_dir:
-                fsync_dir(os.path.dirname(path))
-            return st
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise StoreError(f"cannot write {path}: {e.strerror}") from None
-        except StoreError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            os.write(fd, text.encode())
+            os.fsync(fd)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                raise StoreError(f"{path} is a symbolic link; refusing to replace it")
+        os.rename(tmp, path)
+        if sync_dir:
+            fsync_dir(os.path.dirname(path))
+        return st
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StoreError(f"cannot write {path}: {e.strerror}") from None
+    except StoreError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def dumps(data: dict[str, Any], inline: frozenset[str] = frozenset()) -> str:
