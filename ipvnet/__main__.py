@@ -1,4 +1,4 @@
-from ipvnet.cli import main
+from ipvnet.entry import main
 
 if __name__ == "__main__":
     main()

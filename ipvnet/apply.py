@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass
 from typing import Any
 
 from ipvnet.errors import Conflict, InvalidArgument
@@ -41,6 +40,7 @@ from ipvnet.model import (
     validate_ifname,
     validate_name,
 )
+from ipvnet.record import dataclass
 from ipvnet.requests import AttachSpec, NetworkSpec
 
 NET_KEYS = {"driver", "subnets", "gateways", "ip_ranges", "aux_addresses", "internal", "ipv4", "ipv6", "options",

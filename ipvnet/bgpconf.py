@@ -13,10 +13,10 @@ limited to the cluster's CIDRs at exactly the block size.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 
 from ipvnet.clusters import RT_PROTO, ClusterConfig
 from ipvnet.errors import InvalidArgument
+from ipvnet.record import dataclass, field
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from ipvnet.errors import InvalidArgument
 from ipvnet.model import IPNetwork, parse_network, validate_name
+from ipvnet.record import dataclass, field
 
 RT_PROTO = 250  # our routes' protocol number (named "ipvnet" in /etc/iproute2/rt_protos.d/ipvnet.conf)
 RT_PROTO_NAME = "ipvnet"

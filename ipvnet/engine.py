@@ -131,6 +131,16 @@ class NetlinkEngine(OpRunner):
     def links(self, ns: str | None = None) -> list[LinkInfo]:
         return [_link_info(m) for m in self.sock(ns).link_dump()]
 
+    def link_names(self, ns: str | None = None) -> list[str]:
+        return self.sock(ns).link_names()
+
+    def link_index(self, name: str, ns: str | None = None) -> int | None:
+        """Whether link NAME exists, cheaply (its index, remembered for the operations that follow)."""
+        try:
+            return self._index(ns, name)
+        except NotFound:
+            return None
+
     def addresses(self, ns: str | None = None) -> list[tuple[str, str]]:
         """(link name, address/prefix) for every address in NS."""
         names = {li.index: li.name for li in self.links(ns)}
@@ -175,11 +185,11 @@ class NetlinkEngine(OpRunner):
         key = (ns, name)
         idx = self._indexes.get(key)
         if idx is None:
-            msg = self.sock(ns).link_get(name)
-            if msg is None:
+            idx = self.sock(ns).link_index(name)
+            if idx is None:
                 where = f" in namespace {ns}" if ns else ""
                 raise NotFound(f"link {name!r} does not exist{where}")
-            idx = self._indexes[key] = msg["index"]
+            self._indexes[key] = idx
         return idx
 
     def _sysctls(self, ops: list[Sysctl]) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
 
 from ipvnet import names
 from ipvnet.clusters import ClusterConfig
 from ipvnet.kernel import Engine, LinkInfo
 from ipvnet.model import IPAddress, IPNetwork, Network, parse_parent
+from ipvnet.record import dataclass
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class AttachFacts:
 
 def observe_attach(engine: Engine, net: Network, ns: str) -> AttachFacts:
     exists = engine.ns_exists(ns)
-    links = frozenset(li.name for li in engine.links(ns)) if exists else frozenset()
+    links = frozenset(engine.link_names(ns)) if exists else frozenset()
     return AttachFacts(exists, links, engine.link(net.parent), engine.ipv6_available())
 
 
@@ -80,4 +80,4 @@ class DetachFacts:
 
 def observe_detach(engine: Engine, ns: str, ifname: str) -> DetachFacts:
     exists = engine.ns_exists(ns)
-    return DetachFacts(exists, exists and engine.link(ifname, ns) is not None)
+    return DetachFacts(exists, exists and engine.link_index(ifname, ns) is not None)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from ipvnet.errors import KernelError
+from ipvnet.record import dataclass, field
 
 
 @dataclass

@@ -8,8 +8,8 @@ an address is removing the endpoint — there is no second ledger to leak from.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+import socket
+from collections.abc import Callable, Iterable, Iterator
 
 from ipvnet.errors import Conflict, InvalidArgument
 from ipvnet.model import (
@@ -21,6 +21,7 @@ from ipvnet.model import (
     parse_key_values,
     parse_network,
 )
+from ipvnet.record import dataclass, field
 
 
 def default_v4_pools() -> Iterator[ipaddress.IPv4Network]:
@@ -241,37 +242,64 @@ def check_static_reserved(cfg: SubnetConfig, addr: IPAddress, what: str) -> None
             raise InvalidArgument(f"{what} {addr} is reserved as aux-address {k}", "choose another address")
 
 
-def used_addresses(network: Network) -> dict[IPAddress, str]:
-    """Address -> namespace holding it."""
-    held: dict[IPAddress, str] = {}
-    for ep in network.endpoints.values():
-        for a in ep.addresses():
-            held[a.ip] = ep.ns
+# Addresses held, as (version, integer) keys: building ipaddress objects for
+# every member of a large network on every attach cost more than the rest.
+Key = tuple[int, int]
+
+
+def key_of(addr: IPAddress) -> Key:
+    return addr.version, int(addr)
+
+
+def key_of_text(text: str) -> Key:
+    """Key of "a.b.c.d/len" or "x::y/len", as the store holds them (checked at load)."""
+    addr = text.partition("/")[0]
+    v6 = ":" in addr
+    return (6 if v6 else 4), int.from_bytes(socket.inet_pton(socket.AF_INET6 if v6 else socket.AF_INET, addr), "big")
+
+
+def used_addresses(network: Network) -> dict[Key, str]:
+    """Address -> namespace holding it (from the stored text where an entry was not parsed)."""
+    held: dict[Key, str] = {}
+    for ns, e in network.endpoints.entries():
+        if isinstance(e, dict):
+            for field_ in ("ipv4", "ipv6"):
+                if e.get(field_):
+                    held[key_of_text(e[field_])] = ns
+        else:
+            for a in e.addresses():
+                held[key_of(a.ip)] = ns
     return held
 
 
-def shared_holders(network: Network, siblings: Iterable[Network]) -> dict[IPAddress, str]:
+def _within(network: Network) -> Callable[[Key], bool]:
+    ranges = [(s.version, int(s.subnet.network_address), int(s.subnet.broadcast_address)) for s in network.subnets]
+    return lambda k: any(v == k[0] and lo <= k[1] <= hi for v, lo, hi in ranges)
+
+
+def shared_holders(network: Network, siblings: Iterable[Network]) -> dict[Key, str]:
     """Addresses of NETWORK's address space, with who holds each ("namespace a
-    on network n", "the gateway of network m").
+    on network n", "a reserved address of network m").
 
     Networks on one parent share one address space: the kernel refuses an
     address that a sibling slave holds, and a sibling's gateway or aux address
     is a real host on that link. Networks on other parents are other L2
     domains and allocate independently, so only SIBLINGS are consulted.
     """
-    held = {a: f"namespace {ns} on network {network.name}" for a, ns in used_addresses(network).items()}
+    held = {k: f"namespace {ns} on network {network.name}" for k, ns in used_addresses(network).items()}
+    inside = _within(network)
     for sib in siblings:
-        for a, ns in used_addresses(sib).items():
-            if network.subnet_for(a) is not None:
-                held.setdefault(a, f"namespace {ns} on network {sib.name}")
+        for k, ns in used_addresses(sib).items():
+            if inside(k):
+                held.setdefault(k, f"namespace {ns} on network {sib.name}")
         for cfg in sib.subnets:
             for a in reserved(cfg):
-                if network.subnet_for(a) is not None:
-                    held.setdefault(a, f"a reserved address (gateway or aux-address) of network {sib.name}")
+                if inside(key_of(a)):
+                    held.setdefault(key_of(a), f"a reserved address (gateway or aux-address) of network {sib.name}")
     return held
 
 
-def check_static(network: Network, addr: IPAddress, held: dict[IPAddress, str]) -> SubnetConfig:
+def check_static(network: Network, addr: IPAddress, held: dict[Key, str]) -> SubnetConfig:
     """Validate --ip/--ip6; returns the subnet it belongs to."""
     cfg = network.subnet_for(addr)
     if cfg is None:
@@ -281,8 +309,8 @@ def check_static(network: Network, addr: IPAddress, held: dict[IPAddress, str]) 
             f"IPv{addr.version} subnets: {subnets}",
         )
     check_static_reserved(cfg, addr, "address")
-    if addr in held:
-        raise Conflict(f"address {addr} is already in use by {held[addr]}", "choose another address")
+    if key_of(addr) in held:
+        raise Conflict(f"address {addr} is already in use by {held[key_of(addr)]}", "choose another address")
     return cfg
 
 
@@ -300,10 +328,10 @@ class Allocator:
         self._cursor: dict[int, int] = {}
 
     def take(self, addr: IPAddress, ns: str) -> None:
-        self.held[addr] = f"namespace {ns} on network {self.network.name}"
+        self.held[key_of(addr)] = f"namespace {ns} on network {self.network.name}"
 
     def release(self, addr: IPAddress) -> None:
-        self.held.pop(addr, None)
+        self.held.pop(key_of(addr), None)
         for i, cfg in enumerate(self.network.subnets):
             # A subnet never scanned has no cursor: it starts at its lowest address anyway.
             if addr.version == cfg.version and addr in cfg.subnet and i in self._cursor:
@@ -313,26 +341,36 @@ class Allocator:
         for i, cfg in enumerate(self.network.subnets):
             if cfg.version != version:
                 continue
-            pool = cfg.ip_range or cfg.subnet
-            lo, hi = int(pool.network_address), int(pool.broadcast_address)
-            skip = reserved(cfg)
-            start = max(lo, self._cursor.get(i, lo))
-            addr_cls = type(pool.network_address)
-            # Bounded scan: the cursor only passes addresses that are taken.
-            n = start
-            while n <= hi:
-                a = addr_cls(n)
-                if a not in self.held and a not in skip and not _is_edge(cfg.subnet, a):
-                    self._cursor[i] = n
-                    self.held[a] = f"namespace {ns} on network {self.network.name}"
-                    return ipaddress.ip_interface(f"{a}/{cfg.subnet.prefixlen}")
-                n += 1
-            self._cursor[i] = hi + 1
+            n = self._scan(i, cfg)
+            if n is not None:
+                self._cursor[i] = n
+                self.held[(version, n)] = f"namespace {ns} on network {self.network.name}"
+                a = cfg.subnet.network_address + (n - int(cfg.subnet.network_address))
+                return ipaddress.ip_interface(f"{a}/{cfg.subnet.prefixlen}")
         subnets = ", ".join(str(s.subnet) for s in self.network.subnets_of(version))
         raise Conflict(
             f"no free IPv{version} address left in network {self.network.name} ({subnets})",
             "detach a namespace or add a subnet",
         )
+
+    def _scan(self, i: int, cfg: SubnetConfig) -> int | None:
+        """The lowest free address of subnet I (or its range), on integers. Bounded:
+        the cursor only ever passes addresses that are taken."""
+        pool = cfg.ip_range or cfg.subnet
+        lo, hi = int(pool.network_address), int(pool.broadcast_address)
+        skip = {int(a) for a in reserved(cfg)}
+        if cfg.subnet.num_addresses > 2:  # network (and, for IPv4, broadcast) addresses are not handed out
+            skip.add(int(cfg.subnet.network_address))
+            if cfg.version == 4:
+                skip.add(int(cfg.subnet.broadcast_address))
+        held, v = self.held, cfg.version
+        n = max(lo, self._cursor.get(i, lo))
+        while n <= hi:
+            if (v, n) not in held and n not in skip:
+                return n
+            n += 1
+        self._cursor[i] = hi + 1
+        return None
 
 
 def assign(

@@ -9,10 +9,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field, replace
+import socket
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ipvnet.errors import InvalidArgument
+from ipvnet.record import dataclass, field, replace
 from ipvnet.vocab import DRIVERS, OPTION_BY_KEY, option_keys
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -246,6 +248,92 @@ class Endpoint:
         )
 
 
+def _checked_raw(ns: str, d: Any) -> dict[str, Any]:
+    """A stored endpoint entry, checked cheaply (inet_pton, int) so that parsing it
+    later cannot fail: a broken entry is still an error at load, naming the file."""
+    if not isinstance(d, dict):
+        raise ValueError(f"endpoint {ns} is not a table")
+    int(d.get("seq", 0))
+    int(d.get("gw_priority", 0))
+    for key, family, bits in (("ipv4", socket.AF_INET, 32), ("ipv6", socket.AF_INET6, 128)):
+        v = d.get(key)
+        if v:
+            addr, _, plen = str(v).partition("/")
+            try:
+                socket.inet_pton(family, addr)
+            except OSError:
+                raise ValueError(f"endpoint {ns}: invalid {key} {v!r}") from None
+            if not plen.isdigit() or int(plen) > bits:
+                raise ValueError(f"endpoint {ns}: invalid {key} {v!r}")
+    return d
+
+
+class Endpoints(Mapping[str, Endpoint]):
+    """NS -> Endpoint, each parsed on first use.
+
+    Every attach reads and writes its whole network; with a thousand members,
+    parsing every entry's addresses (ipaddress) was most of that work. Entries
+    stay the dicts they were stored as until someone looks at them, and the
+    untouched ones are written back as they were read. Immutable from outside:
+    `with_` and `without` return new maps.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: dict[str, Endpoint | dict[str, Any]] | None = None) -> None:
+        self._items: dict[str, Endpoint | dict[str, Any]] = dict(items or {})
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any], checked: bool = False) -> Endpoints:
+        """CHECKED: the entries were checked when they were parsed from TOML (the
+        store's cached copy), so they are taken as they are."""
+        return cls(dict(raw) if checked else {ns: _checked_raw(ns, d) for ns, d in raw.items()})
+
+    def __getitem__(self, ns: str) -> Endpoint:
+        v = self._items[ns]
+        if isinstance(v, Endpoint):
+            return v
+        ep = self._items[ns] = Endpoint.from_dict(ns, v)
+        return ep
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, ns: object) -> bool:
+        return ns in self._items
+
+    def __repr__(self) -> str:
+        return f"Endpoints({sorted(self._items)})"
+
+    def with_(self, ep: Endpoint) -> Endpoints:
+        items = dict(self._items)
+        items[ep.ns] = ep
+        return Endpoints(items)
+
+    def without(self, ns: str) -> Endpoints:
+        items = dict(self._items)
+        items.pop(ns, None)
+        return Endpoints(items)
+
+    def to_dicts(self) -> dict[str, dict[str, Any]]:
+        return {ns: v.to_dict() if isinstance(v, Endpoint) else v for ns, v in self._items.items()}
+
+    def entries(self) -> Iterator[tuple[str, Endpoint | dict[str, Any]]]:
+        """(ns, Endpoint or its stored dict), whichever is at hand: nothing is converted."""
+        return iter(self._items.items())
+
+    def raw(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(ns, stored form) of each entry, without parsing: for the hot paths (IPAM, hosts files)."""
+        for ns, v in self._items.items():
+            yield ns, v.to_dict() if isinstance(v, Endpoint) else v
+
+    def max_seq(self) -> int:
+        return max((int(d.get("seq", 0)) for _, d in self.raw()), default=0)
+
+
 # How ipvnet came to own a parent link: "existing" links are never deleted.
 PARENT_EXISTING = "existing"
 PARENT_VLAN = "vlan"
@@ -265,7 +353,7 @@ class Network:
     labels: dict[str, str] = field(default_factory=dict)
     internal: bool = False
     enable_ipv6: bool = False
-    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    endpoints: Endpoints = field(default_factory=Endpoints)
     enable_ipv4: bool = True  # False: IPv6-only by request (`--ipv4=false`, Docker 28)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     cluster: str = ""  # spans hosts: its subnets are the blocks this host claimed (ipvnet.clusters)
@@ -297,14 +385,10 @@ class Network:
         return None
 
     def with_endpoint(self, ep: Endpoint) -> Network:
-        eps = dict(self.endpoints)
-        eps[ep.ns] = ep
-        return replace(self, endpoints=eps)
+        return replace(self, endpoints=self.endpoints.with_(ep))
 
     def without_endpoint(self, ns: str) -> Network:
-        eps = dict(self.endpoints)
-        eps.pop(ns, None)
-        return replace(self, endpoints=eps)
+        return replace(self, endpoints=self.endpoints.without(ns))
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -320,14 +404,14 @@ class Network:
             "options": dict(self.options),
             "labels": dict(self.labels),
             "subnets": [s.to_dict() for s in self.subnets],
-            "endpoints": {ns: ep.to_dict() for ns, ep in self.endpoints.items()},
+            "endpoints": self.endpoints.to_dicts(),
         }
         if self.cluster:
             d["cluster"] = self.cluster
         return d
 
     @classmethod
-    def from_dict(cls, name: str, d: dict[str, Any]) -> Network:
+    def from_dict(cls, name: str, d: dict[str, Any], checked: bool = False) -> Network:
         # Every key but the few that identify a network has a default, so a
         # store written by an older ipvnet loads instead of breaking.
         driver = d.get("driver", "ipvlan")
@@ -350,7 +434,7 @@ class Network:
             internal=bool(d.get("internal", False)),
             enable_ipv6=bool(d.get("enable_ipv6", False)),
             enable_ipv4=bool(d.get("enable_ipv4", True)),
-            endpoints={ns: Endpoint.from_dict(ns, e) for ns, e in d.get("endpoints", {}).items()},
+            endpoints=Endpoints.from_raw(d.get("endpoints", {}), checked),
             extra=_known(d, cls.KEYS),
             cluster=str(d.get("cluster", "")),
         )

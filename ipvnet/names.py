@@ -40,17 +40,22 @@ def endpoint_lines(ep: Endpoint) -> str:
     return "".join(f"{a.ip}\t{names}\n" for a in ep.addresses())
 
 
+def _member_lines(net: Network) -> str:
+    """Every member's lines in attach order, from the stored entries (no address parsing:
+    a detach from a large network rewrites this file)."""
+    out: list[str] = []
+    for ns, d in sorted(net.endpoints.raw(), key=lambda kv: int(kv[1].get("seq", 0))):
+        names = " ".join((ns, *d.get("aliases", ())))
+        out.extend(f"{d[k].partition('/')[0]}\t{names}\n" for k in ("ipv4", "ipv6") if d.get(k))
+    return "".join(out)
+
+
 def network_hosts_text(net: Network) -> str:
-    eps = sorted(net.endpoints.values(), key=lambda e: e.seq)
-    return HEADER + "".join(endpoint_lines(e) for e in eps)
+    return HEADER + _member_lines(net)
 
 
 def combined_hosts_text(nets: list[Network]) -> str:
-    lines = [HEADER]
-    for net in nets:
-        lines.append(f"# network {net.name}\n")
-        lines.extend(endpoint_lines(e) for e in sorted(net.endpoints.values(), key=lambda e: e.seq))
-    return "".join(lines)
+    return HEADER + "".join(f"# network {net.name}\n" + _member_lines(net) for net in nets)
 
 
 def _nameserver_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

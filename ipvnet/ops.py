@@ -11,8 +11,9 @@ version can be read by the other.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
+
+from ipvnet.record import asdict, dataclass, fields
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ meant, and `--dry-run` is just printing the plan.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from ipvnet.model import PARENT_DUMMY, PARENT_VLAN, Endpoint, Network, parse_parent
 from ipvnet.ops import AddrAdd, LinkAdd, LinkDel, LinkSet, NetnsAdd, Op, RouteAdd, RouteDel, Sysctl
+from ipvnet.record import dataclass
 
 # --- networks -------------------------------------------------------------
 

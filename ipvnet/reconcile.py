@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ipvnet import names
@@ -34,6 +33,7 @@ from ipvnet.plan import (
     route_of,
     route_owner,
 )
+from ipvnet.record import dataclass, field
 from ipvnet.store import State
 
 # Links only ipvnet names so: dummy parents and host-access shims.

@@ -5,12 +5,12 @@ the service never sees "KEY=VALUE" strings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from ipvnet.errors import InvalidArgument
 from ipvnet.model import Endpoint, Network, normalize_options, validate_ifname, validate_name
 from ipvnet.ops import Op
+from ipvnet.record import dataclass, field
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ the host's addresses on each parent.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass
 
 from ipvnet.model import Network
+from ipvnet.record import asdict, dataclass
 
 
 @dataclass(frozen=True)

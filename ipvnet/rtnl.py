@@ -104,6 +104,9 @@ DUMP_ATTEMPTS = 5
 
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: len, type, flags, seq, pid
 _ERRNO = struct.Struct("=i")
+_IFINDEX = struct.Struct("=xxxxi")  # struct ifinfomsg: family, pad, type, then the index
+_IFINFO_SIZE = 16
+IFLA_IFNAME = 3
 _ATTR = struct.Struct("=HH")
 _DECODERS: dict[int, type] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg}
 _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -231,10 +234,11 @@ class Rtnl:
         n = self._sock.recv_into(self._buf)
         return bytes(memoryview(self._buf)[:n])
 
-    def _parse(self, data: bytes, seq: int, out: list[Any]) -> tuple[bool, bool]:
+    def _parse(self, data: bytes, seq: int, out: list[Any], raw: bool = False) -> tuple[bool, bool]:
         """Decode the messages of one datagram that answer request SEQ into
-        OUT; returns (finished, interrupted). Others (stale replies to an
-        abandoned request) are skipped."""
+        OUT (with RAW, their bytes, undecoded); returns (finished,
+        interrupted). Others (stale replies to an abandoned request) are
+        skipped."""
         offset, interrupted = 0, False
         while offset + _HEADER.size <= len(data):
             length, mtype, flags, mseq, _pid = _HEADER.unpack_from(data, offset)
@@ -246,14 +250,16 @@ class Rtnl:
                     _check_status(data, offset, length, mtype, flags)
                     return True, interrupted
                 decoder = _DECODERS.get(mtype)
-                if decoder is not None:
+                if raw:
+                    out.append(data[offset:offset + length])
+                elif decoder is not None:
                     msg = decoder(data, offset=offset)
                     msg.decode()
                     out.append(msg)
             offset += _align(length)
         return False, interrupted
 
-    def _call(self, mtype: int, msg: Any, flags: int = 0) -> list[Any]:
+    def _call(self, mtype: int, msg: Any, flags: int = 0, raw: bool = False) -> list[Any]:
         """Send one request and read the replies up to its ACK (or NLMSG_DONE
         for a dump). Raises NetlinkError for a kernel error and
         _DumpInterrupted, after the last part, for an inconsistent dump."""
@@ -265,18 +271,18 @@ class Rtnl:
         replies: list[Any] = []
         interrupted = finished = False
         while not finished:
-            finished, intr = self._parse(self._recv(), seq, replies)
+            finished, intr = self._parse(self._recv(), seq, replies, raw)
             interrupted |= intr
         if interrupted:
             raise _DumpInterrupted
         return replies
 
-    def _dump(self, mtype: int, make: Callable[[], Any]) -> list[Any]:
+    def _dump(self, mtype: int, make: Callable[[], Any], raw: bool = False) -> list[Any]:
         """A dump, restarted while the kernel says a concurrent change made it
         inconsistent (MAKE builds a fresh request each time)."""
         for _ in range(DUMP_ATTEMPTS):
             with contextlib.suppress(_DumpInterrupted):
-                return self._call(mtype, make(), NLM_F_DUMP)
+                return self._call(mtype, make(), NLM_F_DUMP, raw)
         raise NetlinkError(errno.EAGAIN, f"dump still inconsistent after {DUMP_ATTEMPTS} attempts")
 
     # -- links -----------------------------------------------------------
@@ -301,6 +307,35 @@ class Rtnl:
                 return None
             raise
         return replies[0] if replies else None
+
+    def link_index(self, name: str) -> int | None:
+        """The index of link NAME (None if there is none), read from the reply's
+        header without decoding its attributes (that decoding is most of the
+        cost of a lookup, and the engine looks links up often)."""
+        attrs: list[list[Any]] = [["IFLA_IFNAME", name], ["IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS]]
+        try:
+            replies = self._call(RTM_GETLINK, self._ifinfmsg(attrs=attrs), raw=True)
+        except NetlinkError as e:
+            if e.errno == errno.ENODEV:
+                return None
+            raise
+        return _IFINDEX.unpack_from(replies[0], _HEADER.size)[0] if replies else None
+
+    def link_names(self) -> list[str]:
+        """The names of all links, from the raw dump (IFLA_IFNAME only, nothing decoded)."""
+        names = []
+        for m in self._dump(RTM_GETLINK, lambda: self._ifinfmsg(attrs=[["IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS]]),
+                            raw=True):
+            pos = _HEADER.size + _IFINFO_SIZE
+            while pos + _ATTR.size <= len(m):
+                length, kind = _ATTR.unpack_from(m, pos)
+                if length < _ATTR.size:
+                    break
+                if kind == IFLA_IFNAME:
+                    names.append(m[pos + _ATTR.size:pos + length].split(b"\0", 1)[0].decode())
+                    break
+                pos += _align(length)
+        return names
 
     def link_dump(self) -> list[ifinfmsg]:
         """Every link. Counters are left out (RTEXT_FILTER_SKIP_STATS): nobody

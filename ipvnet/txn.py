@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from ipvnet.errors import IpvnetError
@@ -30,6 +29,7 @@ from ipvnet.kernel import Engine
 from ipvnet.model import Network
 from ipvnet.names import Names
 from ipvnet.ops import Op
+from ipvnet.record import dataclass, field
 from ipvnet.store import State, Store
 
 Progress = Callable[[int, str], contextlib.AbstractContextManager[Callable[[], None]]]

@@ -6,7 +6,7 @@ texts all read it from here, so a new mode or option is added in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ipvnet.record import dataclass
 
 DRIVERS = ("ipvlan", "macvlan")
 

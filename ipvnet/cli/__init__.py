@@ -10,7 +10,6 @@ import click
 
 from ipvnet import __version__
 from ipvnet.cli.common import Ctx
-from ipvnet.errors import ErrorList, IpvnetError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -60,44 +59,28 @@ for _cmd in (
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: turns every failure into one line and an exit status.
-    `--debug` is the group's own option, read from the parsed context (a
-    `--debug` after `exec NS --` belongs to the command run there)."""
+    """Run the click command line (ipvnet.entry.main sends everything but the
+    plain attach/detach here). `--debug` is the group's own option, read from
+    the parsed context (a `--debug` after `exec NS --` belongs to the command
+    run there)."""
+    from ipvnet.entry import guarded
+
     if "_IPVNET_COMPLETE" in os.environ:  # shell completion: click's own protocol
         cli.main(args=argv, prog_name="ipvnet", complete_var="_IPVNET_COMPLETE")
-    ctx = None
-    try:
-        with cli.make_context("ipvnet", list(sys.argv[1:] if argv is None else argv)) as ctx:
-            rv = cli.invoke(ctx)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except IpvnetError as e:
-        if _debug(ctx):
-            raise
-        for line in (e.errors if isinstance(e, ErrorList) else [e]):
-            click.echo(f"Error: {line}", err=True)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    except BrokenPipeError:
-        # `ipvnet network ls | head`: not an error worth a message.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
-    except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback
-        if _debug(ctx):
-            raise
-        click.echo(f"Error: unexpected {type(e).__name__}: {e} (rerun with --debug for a traceback)", err=True)
-        sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) else 0)
+    box: list[click.Context] = []
 
+    def run() -> object:
+        try:
+            with cli.make_context("ipvnet", list(sys.argv[1:] if argv is None else argv)) as ctx:
+                box.append(ctx)
+                return cli.invoke(ctx)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
 
-def _debug(ctx: click.Context | None) -> bool:
-    return ctx is not None and isinstance(ctx.obj, Ctx) and ctx.obj.debug
+    guarded(run, lambda: bool(box) and isinstance(box[0].obj, Ctx) and box[0].obj.debug)

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ipvnet.cli import complete
 from ipvnet.cli.common import Ctx, pass_ctx
 from ipvnet.cli.render import echo_json, table
 
@@ -105,7 +106,7 @@ def join(ctx: Ctx, name: str, host: str | None, ttl: int, opts: Any) -> None:
 
 @cluster.command("status")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.argument("name")
+@click.argument("name", shell_complete=complete.clusters)
 @pass_ctx
 def status(ctx: Ctx, name: str, fmt: str) -> None:
     """Hosts, blocks, owners, lease left, and whether this host has a route for each block.
@@ -130,7 +131,7 @@ def status(ctx: Ctx, name: str, fmt: str) -> None:
 
 
 @cluster.command("heartbeat")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete.clusters)
 @pass_ctx
 def heartbeat(ctx: Ctx, names: tuple[str, ...]) -> None:
     """Keep this host's lease alive (every cluster joined, or NAMES). After an expiry,
@@ -154,7 +155,7 @@ def heartbeat(ctx: Ctx, names: tuple[str, ...]) -> None:
 
 @cluster.command("release")
 @click.option("--host", required=True, metavar="HOST", help="The (dead) host whose blocks to free.")
-@click.argument("name")
+@click.argument("name", shell_complete=complete.clusters)
 @pass_ctx
 def release(ctx: Ctx, name: str, host: str) -> None:
     """Free every block of HOST in cluster NAME (an operator's call for a dead host).
@@ -171,7 +172,7 @@ def release(ctx: Ctx, name: str, host: str) -> None:
 
 
 @cluster.command("leave")
-@click.argument("name")
+@click.argument("name", shell_complete=complete.clusters)
 @pass_ctx
 def leave(ctx: Ctx, name: str) -> None:
     """Take this host out of cluster NAME: revoke its lease (its host key goes with it).
@@ -197,7 +198,7 @@ def bgp_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--asn", type=int, default=64512, show_default=True),
         click.option("--hold", type=int, default=3, show_default=True, help="BGP hold time, seconds."),
         click.option("--bfd/--no-bfd", default=True, show_default=True, help="BFD: withdraw in ~0.3 s."),
-        click.argument("name"),
+        click.argument("name", shell_complete=complete.clusters),
     ]
     f = pass_ctx(f)
     for option in reversed(options):

@@ -23,6 +23,18 @@ def networks(ctx: click.Context, _param: click.Parameter, incomplete: str) -> li
     return [CompletionItem(n) for n in sorted(nets) if n.startswith(incomplete)]
 
 
+def clusters(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Clusters this host joined (their membership files)."""
+    from ipvnet.store import state_dir_from_env
+
+    state_dir = ctx.find_root().params.get("state_dir") or state_dir_from_env()
+    try:
+        names = sorted(n[:-5] for n in os.listdir(os.path.join(state_dir, "clusters")) if n.endswith(".toml"))
+    except OSError:
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
 def namespaces(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     from ipvnet.nspath import list_names
 

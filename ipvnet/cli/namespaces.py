@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ipvnet.cli import complete
-from ipvnet.cli.common import Ctx, dry_run_option, pass_ctx, report
+from ipvnet.cli.common import Ctx, dry_run_option, pass_ctx
 
 
 @click.command("attach")
@@ -37,25 +37,13 @@ def attach(ctx: Ctx, targets: tuple[str, ...], ip: str | None, ip6: str | None, 
       ipvnet attach --gw-priority 10 --alias web ns1 vlan30
       ipvnet attach --create web1 web2 web3 vlan20
     """
-    from ipvnet.errors import InvalidArgument
+    from ipvnet import actions
 
     if len(targets) < 2:
         raise click.UsageError("give at least one namespace and then the network: attach NS... NETWORK")
     *namespaces, network = targets
-    if len(namespaces) > 1 and (ip or ip6 or ifname or mac or aliases):
-        raise InvalidArgument("--ip, --ip6, --ifname, --mac and --alias apply to one namespace",
-                              "attach namespaces with their own options one at a time")
-    from ipvnet.requests import AttachSpec
-
-    specs = [AttachSpec(ns, network, ip, ip6, ifname, aliases, gw_priority, mac, create) for ns in namespaces]
-    with ctx.service(dry_run) as svc:
-        results = [svc.attach(specs[0])] if len(specs) == 1 else svc.attach_many(specs)
-    for res in results:
-        report(res, dry_run)
-        if not dry_run and res.endpoint is not None:
-            ep = res.endpoint
-            addrs = " ".join(str(a) for a in ep.addresses())
-            click.echo(f"{ep.ns} {ep.ifname} {addrs}".rstrip())
+    actions.attach(ctx.state_dir, ctx.debug, namespaces, network, ip, ip6, ifname, aliases, gw_priority, mac, create,
+                   dry_run)
 
 
 @click.command("apply")
@@ -77,26 +65,9 @@ def apply_(ctx: Ctx, file: str, prune: bool, dry_run: bool) -> None:
       ipvnet apply --dry-run site.toml
       ipvnet apply --prune site.toml
     """
-    import sys
+    from ipvnet import actions
 
-    from ipvnet.errors import NotFound
-
-    try:
-        if file == "-":
-            text = sys.stdin.read()
-        else:
-            with open(file, encoding="utf-8") as f:
-                text = f.read()
-    except FileNotFoundError:
-        raise NotFound(f"file {file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise NotFound(f"cannot read {file}: {e}") from None
-    with ctx.service(dry_run) as svc:
-        actions = svc.apply(text, file, prune)
-    for a in actions:
-        click.echo(a.describe())
-    if not actions:
-        click.echo("# nothing to change")
+    actions.apply(ctx.state_dir, ctx.debug, file, prune, dry_run)
 
 
 @click.command("detach")
@@ -114,9 +85,9 @@ def detach(ctx: Ctx, ns: str, network: str, dry_run: bool) -> None:
     Examples:
       ipvnet detach ns1 vlan20
     """
-    with ctx.service(dry_run) as svc:
-        res = svc.detach(ns, network)
-    report(res, dry_run)
+    from ipvnet import actions
+
+    actions.detach(ctx.state_dir, ctx.debug, ns, network, dry_run)
 
 
 @click.command("run-ns", context_settings={"ignore_unknown_options": True})

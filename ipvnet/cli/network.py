@@ -39,7 +39,7 @@ def network() -> None:
 @click.option("-o", "--opt", "options", multiple=True, metavar="KEY=VALUE", shell_complete=complete.options,
               help=option_help())
 @click.option("--label", multiple=True, metavar="K=V", help="Metadata, shown by inspect.")
-@click.option("--cluster", metavar="NAME", default="",
+@click.option("--cluster", metavar="NAME", default="", shell_complete=complete.clusters,
               help="Span hosts: addresses from this host's blocks of cluster NAME (ipvlan l3/l3s).")
 @dry_run_option
 @click.argument("name")

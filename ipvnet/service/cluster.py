@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ipvnet import ipam
 from ipvnet.clusters import RT_PROTO, ClusterConfig, Membership, block_from_name, holder_of, make_config
-from ipvnet.errors import ClusterError, Conflict, DriftFound, InvalidArgument
+from ipvnet.errors import Conflict, InvalidArgument
 from ipvnet.model import IPNetwork, Network, SubnetConfig, parse_address, validate_name
 from ipvnet.ops import Op, RouteAdd, RouteDel
+from ipvnet.record import dataclass, replace
 from ipvnet.requests import AttachSpec
 
 if TYPE_CHECKING:
@@ -223,12 +223,6 @@ def status(svc: Service, name: str) -> dict[str, Any]:
             "blocks": [b.__dict__ for b in out]}
 
 
-def require_no_drift(lost: list[str]) -> None:
-    if lost:
-        raise DriftFound(f"blocks taken by other hosts while this one was away: {'; '.join(lost)}",
-                         "`ipvnet check` names the namespaces holding their addresses")
-
-
 def host_address(svc: Service, name: str, family: int) -> str | None:
     """This host's address toward the other hosts: the parent of a cluster network, else none."""
     state = svc.read()
@@ -239,6 +233,3 @@ def host_address(svc: Service, name: str, family: int) -> str | None:
             return str(ip)
     return None
 
-
-def ensure_cluster_error(e: Exception) -> ClusterError:
-    return e if isinstance(e, ClusterError) else ClusterError(str(e))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ipvnet import ipam
@@ -25,6 +24,7 @@ from ipvnet.model import (
 )
 from ipvnet.ops import Op
 from ipvnet.plan import plan_create_parent, plan_host_access, plan_remove_parent
+from ipvnet.record import replace
 from ipvnet.requests import NetworkSpec, Result
 from ipvnet.service.attach import detach_in, networks_of
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ipvnet.errors import NotFound
 from ipvnet.model import Network
+from ipvnet.record import dataclass, field
 
 SCHEMA_VERSION = 2
 DEFAULT_STATE_DIR = "/var/lib/ipvnet"
@@ -48,7 +48,7 @@ class State:
     @classmethod
     def from_networks(cls, networks: dict[str, Network], boot_id: str = "", seq: int = 0,
                       extra: dict[str, Any] | None = None) -> State:
-        top = max((ep.seq for n in networks.values() for ep in n.endpoints.values()), default=0)
+        top = max((n.endpoints.max_seq() for n in networks.values()), default=0)
         return cls(dict(networks), boot_id, max(seq, top), dict(extra or {}), dict(networks), boot_id)
 
     def network(self, name: str) -> Network:

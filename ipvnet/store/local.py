@@ -36,6 +36,7 @@ LOCK_FILE = "lock"
 V1_FILE = "networks.toml"  # schema 1, the previous release's single file
 V1_BACKUP = "networks.toml.schema1"
 INLINE = frozenset({"endpoints"})  # one line per namespace
+HOST_CACHE = "~host"  # cache/~host.json: no network is called that (names start with a letter or digit)
 
 
 def _cache_key(st: os.stat_result) -> list[int]:
@@ -68,9 +69,9 @@ def check_schema(d: dict[str, Any], path: str) -> None:
                          "upgrade ipvnet")
 
 
-def network_from(name: str, d: dict[str, Any], path: str) -> Network:
+def network_from(name: str, d: dict[str, Any], path: str, checked: bool = False) -> Network:
     try:
-        return Network.from_dict(name, {k: v for k, v in d.items() if k != "schema"})
+        return Network.from_dict(name, {k: v for k, v in d.items() if k != "schema"}, checked)
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise StoreError(f"{path} holds an invalid entry: {e}", "fix or restore the file by hand") from None
 
@@ -111,7 +112,7 @@ class LocalStore:
             raise StoreError(f"cannot open lock file {self.lock_path}: {e.strerror}") from None
         try:
             self._flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            if exclusive:
+            if exclusive and os.path.lexists(self.v1_path):
                 from ipvnet.store.migrate import migrate_if_needed
 
                 migrate_if_needed(self)
@@ -150,7 +151,7 @@ class LocalStore:
     def load(self) -> State:
         if not os.path.exists(self.host_path):
             return self._load_v1() if os.path.lexists(self.v1_path) else State.from_networks({})
-        host = self._read_toml(self.host_path, cache=False)
+        host, _ = self._read_toml(self.host_path, cache=True, cache_name=HOST_CACHE)
         check_schema(host, self.host_path)
         networks = {name: self.load_network(name) for name in self.network_names()}
         extra = {k: v for k, v in host.items() if k not in ("schema", "boot_id", "seq")}
@@ -158,18 +159,19 @@ class LocalStore:
 
     def load_network(self, name: str) -> Network:
         path = self.network_path(name)
-        d = self._read_toml(path, cache=True, cache_name=name)
+        d, cached = self._read_toml(path, cache=True, cache_name=name)
         check_schema(d, path)
-        return network_from(name, d, path)
+        return network_from(name, d, path, checked=cached)
 
     def _load_v1(self) -> State:
         from ipvnet.store.migrate import load_v1
 
         return load_v1(self)
 
-    def _read_toml(self, path: str, cache: bool, cache_name: str = "") -> dict[str, Any]:
+    def _read_toml(self, path: str, cache: bool, cache_name: str = "") -> tuple[dict[str, Any], bool]:
         """PATH parsed, from its cached JSON copy while the file's inode, size
-        and mtime are exactly those the copy was made from."""
+        and mtime are exactly those the copy was made from; and whether it came
+        from the copy (whose entries were checked when it was made)."""
         try:
             fd = _open_nofollow(path)
         except OSError as e:
@@ -177,11 +179,15 @@ class LocalStore:
         with os.fdopen(fd, "rb") as f:
             key = _cache_key(os.fstat(f.fileno()))
             data = self._cached(cache_name, key) if cache else None
-            if data is None:
-                data = parse_toml(f.read(), path)
-                if cache:
-                    self._write_cache(cache_name, key, data)
-        return data
+            if data is not None:
+                return data, True
+            data = parse_toml(f.read(), path)
+        if cache:
+            check_schema(data, path)
+            if cache_name != HOST_CACHE:
+                network_from(cache_name, data, path)  # checked once, then cached
+            self._write_cache(cache_name, key, data)
+        return data, False
 
     # The TOML files are the store; `cache/NAME.json` is a parsed copy that
     # spares each command the pure-Python TOML parser (~46 ms for a network
@@ -237,7 +243,9 @@ class LocalStore:
                     os.unlink(p)
         fsync_dir(self.net_dir)
         if host_changed:
-            self.write_file(self.host_path, dumps(self.host_dict(state)))
+            data = self.host_dict(state)
+            st = self.write_file(self.host_path, dumps(data))
+            self._write_cache(HOST_CACHE, _cache_key(st), data)
         state.mark_saved()
 
     @staticmethod

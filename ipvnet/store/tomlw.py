@@ -11,6 +11,7 @@ test (hypothesis) holds the round trip.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -26,12 +27,21 @@ def _str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
+@functools.lru_cache(maxsize=1024)
 def key(k: str) -> str:
+    """A key, bare when it can be (the same few keys repeat on every line: cached)."""
     return k if _BARE.fullmatch(k) else _str(k)
 
 
 def value(v: Any) -> str:
     """An inline value: scalar, array or inline table."""
+    t = type(v)
+    if t is str:
+        return _str(v)
+    if t is int:
+        return str(v)
+    if t is bool:
+        return "true" if v else "false"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
@@ -45,6 +55,24 @@ def value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _inline_table(d: dict[str, Any]) -> str:
+    """One namespace's line: the same as value(d), unrolled for the common flat case
+    (a thousand of these per write of a large network)."""
+    parts = []
+    for k, x in d.items():
+        t = type(x)
+        if t is str:
+            s = f'"{x}"' if _PLAIN.fullmatch(x) else _str(x)
+        elif t is int:
+            s = str(x)
+        elif t is bool:
+            s = "true" if x else "false"
+        else:
+            s = value(x)
+        parts.append(f"{key(k)} = {s}")
+    return "{ " + ", ".join(parts) + " }" if parts else "{}"
 
 
 def _is_table(v: Any) -> bool:
@@ -66,7 +94,8 @@ def _table(out: list[str], path: str, d: dict[str, Any], inline: frozenset[str])
         if _is_table(v):
             out.append(f"\n[{sub}]\n")
             if sub in inline:
-                out.extend(f"{key(kk)} = {value(vv)}\n" for kk, vv in v.items())
+                out.extend(f"{key(kk)} = {_inline_table(vv) if type(vv) is dict else value(vv)}\n"
+                           for kk, vv in v.items())
             else:
                 _table(out, sub, v, inline)
         elif _is_aot(v):

@@ -105,22 +105,24 @@ class Lab:
                 ["etcd", "--name", f"e{i}", "--data-dir", data, "--listen-client-urls", f"http://{ETCD_IP}:{c}",
                  "--advertise-client-urls", f"http://{ETCD_IP}:{c}", "--listen-peer-urls", f"http://{ETCD_IP}:{p}",
                  "--initial-advertise-peer-urls", f"http://{ETCD_IP}:{p}", "--initial-cluster", cluster,
-                 "--initial-cluster-state", state, "--heartbeat-interval", "50", "--election-timeout", "500"],
+                 "--initial-cluster-state", state, "--heartbeat-interval", "100", "--election-timeout", "2000"],
                 stdout=log, stderr=log)
         self.wait_etcd()
 
     def wait_etcd(self, timeout: float = 30) -> None:
+        """Until every running member serves writes (a leader is elected and they all follow it)."""
         from ipvnet.etcd import EtcdClient, EtcdError
 
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                EtcdClient(ENDPOINTS.split(","), timeout=1).put("/ipvnet-lab/ready", "1")
-                return
-            except EtcdError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        for i in sorted(self.etcd):
+            while True:
+                try:
+                    EtcdClient([f"http://{ETCD_IP}:{ETCD_PORTS[i][0]}"], timeout=1).put("/ipvnet-lab/ready", "1")
+                    break
+                except EtcdError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
 
     def stop_etcd(self, members: tuple[int, ...] = (0, 1, 2)) -> None:
         for i in members:

@@ -181,7 +181,9 @@ def test_a_namespace_attached_later_is_reachable_at_once(lab: Lab) -> None:
 
 def test_etcd_stopped_attach_inside_blocks_still_works_claims_fail_cleanly(lab: Lab) -> None:
     lab.stop_etcd((2,))  # one of three members gone: claims still work (quorum)
-    lab.ok("h1", "attach", "--create", "q1", "web")
+    lab.ok("h1", "network", "create", "-o", "ipvlan_mode=l3", "-o", "parent=eth0", "--cluster", CLUSTER, "quorum")
+    lab.ok("h1", "attach", "--create", "q1", "quorum")  # claims a block (one per family)
+    assert [v for v in etcd_blocks(lab).values() if v == "h1/quorum"] == ["h1/quorum", "h1/quorum"]
     lab.stop_etcd((0, 1))
     try:
         lab.ok("h1", "attach", "--create", "q2", "web")  # inside h1's block: no etcd needed
@@ -199,7 +201,8 @@ def test_etcd_stopped_attach_inside_blocks_still_works_claims_fail_cleanly(lab: 
     finally:
         lab.start_etcd()
     lab.ok("h1", "network", "rm", "web2")
-    lab.ok("h1", "detach", "q1", "web")
+    lab.ok("h1", "network", "rm", "--force", "quorum")
+    assert "h1/quorum" not in etcd_blocks(lab).values()
     lab.ok("h1", "detach", "q2", "web")
 
 

@@ -11,7 +11,7 @@ import tomllib
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
-from ipvnet.cli import main
+from ipvnet.entry import main
 
 
 @dataclass

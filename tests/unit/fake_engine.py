@@ -59,6 +59,13 @@ class FakeEngine(OpRunner):
     def links(self, ns: str | None = None) -> list[LinkInfo]:
         return list(self._ns_links(ns).values())
 
+    def link_names(self, ns: str | None = None) -> list[str]:
+        return list(self._ns_links(ns))
+
+    def link_index(self, name: str, ns: str | None = None) -> int | None:
+        li = self._ns_links(ns).get(name)
+        return li.index if li is not None else None
+
     def addresses(self, ns: str | None = None) -> list[tuple[str, str]]:
         return [(dev, a) for (n, dev), addrs in sorted(self.k.addrs.items(), key=str) if n == ns for a in sorted(addrs)]
 

@@ -71,7 +71,7 @@ def test_diff_is_empty_when_matching():
     iso = nets["iso"]
     opts = dict(iso.options)
     opts.pop("parent")
-    from dataclasses import replace
+    from ipvnet.record import replace
     nets["iso"] = replace(iso, options=opts)
     assert diff(parse_spec(FILE, "f"), nets, prune=False) == []
 
@@ -96,3 +96,26 @@ def test_diff_refuses_a_different_network():
     with pytest.raises(Conflict) as e:
         diff(parse_spec(FILE, "f"), nets, prune=False)
     assert "differs" in str(e.value)
+
+
+def test_cluster_networks_in_a_file():
+    from ipvnet.apply import diff, parse_spec
+
+    [f] = parse_spec('[networks.web]\ncluster = "prod"\noptions = { parent = "eth0", ipvlan_mode = "l3" }\n'
+                     '[networks.web.namespaces.a]\n', "site.toml")
+    assert f.spec.cluster == "prod" and f.spec.validated().cluster == "prod"
+    from tests.unit.factories import network
+
+    net = network("web", [], mode="l3")
+    net = type(net)(**{**{k: getattr(net, k) for k in ("name", "id", "created", "driver", "parent", "parent_kind",
+                                                       "subnets", "options", "labels")}, "cluster": "prod"})
+    assert [a.describe() for a in diff([f], {"web": net}, prune=False)] == ["+ attach a web"]
+    other = type(net)(**{**{k: getattr(net, k) for k in ("name", "id", "created", "driver", "parent",
+                                                         "parent_kind", "subnets", "options", "labels")}})
+    import pytest
+
+    from ipvnet.errors import Conflict
+
+    with pytest.raises(Conflict) as ei:
+        diff([f], {"web": other}, prune=False)
+    assert "cluster (none), file says prod" in str(ei.value)

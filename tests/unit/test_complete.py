@@ -38,3 +38,11 @@ def test_option_keys_and_values_complete(tmp_path):
 
 def test_subcommands_complete(tmp_path):
     assert complete("ipvnet network ", str(tmp_path)) == ["create", "inspect", "ls", "prune", "rm"]
+
+
+def test_cluster_names_complete(tmp_path):
+    os.makedirs(tmp_path / "clusters")
+    (tmp_path / "clusters" / "prod.toml").write_text("")
+    (tmp_path / "clusters" / "lab.toml").write_text("")
+    assert complete("ipvnet cluster status ", str(tmp_path)) == ["lab", "prod"]
+    assert complete("ipvnet network create --cluster p", str(tmp_path)) == ["prod"]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
+from ipvnet import record as dataclasses
 from ipvnet.model import PARENT_DUMMY, PARENT_EXISTING, PARENT_VLAN
 from ipvnet.ops import AddrDel, LinkAdd, LinkDel, LinkSet, NetnsDel, Op, RouteDel, Sysctl, op_from_dict
 from ipvnet.plan import (
