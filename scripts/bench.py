@@ -377,6 +377,50 @@ def bench_floor(c: Case) -> tuple[list[float], list[float], bool | None]:
     return att, det, ok
 
 
+def bench_pyroute2(c: Case) -> tuple[list[float], list[float], bool | None]:
+    """The previous floor: the same minimum with pyroute2's own IPRoute (its asyncio
+    core), as the issue that set the service target measured it."""
+    import socket
+
+    from ipvnet import netns
+    from ipvnet.rtnl import _bare_pyroute2
+
+    _bare_pyroute2()
+    from pyroute2.iproute.linux import IPRoute
+
+    c.setup(with_parent=True)
+    root = IPRoute()
+    parent = root.link_lookup(ifname=c.parent)[0]
+    plen = c.subnet.prefixlen
+    att, det = [], []
+    for i, (ns, ip) in enumerate(zip(c.names, c.addrs, strict=True)):
+        t = time.perf_counter()
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        root.link("add", ifname=f"tmp{i}", kind="ipvlan", link=parent, ipvlan_mode=0, net_ns_fd=fd)
+        os.close(fd)
+        with netns.entered(ns):
+            ipr = IPRoute()
+        idx = ipr.link_lookup(ifname=f"tmp{i}")[0]
+        ipr.link("set", index=idx, ifname="eth0")
+        ipr.addr("add", index=idx, address=ip, prefixlen=plen)
+        ipr.link("set", index=idx, state="up")
+        ipr.link("set", index=1, state="up")
+        ipr.route("add", dst="0.0.0.0/0", gateway=c.gateway, family=socket.AF_INET)
+        ipr.close()
+        att.append(time.perf_counter() - t)
+    ok = c.verified()
+    for ns in c.names:
+        t = time.perf_counter()
+        with netns.entered(ns):
+            ipr = IPRoute()
+        ipr.link("del", index=ipr.link_lookup(ifname="eth0")[0])
+        ipr.close()
+        det.append(time.perf_counter() - t)
+    root.close()
+    c.cleanup()
+    return att, det, ok
+
+
 PEERS: dict[str, Callable[[Case], tuple[list[float], list[float], bool | None]]] = {
     "iproute2": bench_iproute2,
     "cni": bench_cni,
@@ -385,6 +429,7 @@ PEERS: dict[str, Callable[[Case], tuple[list[float], list[float], bool | None]]]
     "service": bench_service,
     "engine": bench_engine,
     "floor": bench_floor,
+    "pyroute2": bench_pyroute2,
 }
 
 
@@ -619,6 +664,8 @@ def guest_ratios(rows: list[dict], s: dict, h: dict) -> Ratios:
     n_max = max(ns)
     r.add(f"in-process engine attach / netlink floor (N={n_max})", ("engine", n_max), ("floor", n_max), "attach", 1.5)
     r.add(f"in-process service attach / netlink floor (N={n_max})", ("service", n_max), ("floor", n_max),
+          "attach", 1.5)
+    r.add(f"in-process service attach / pyroute2 IPRoute floor (N={n_max})", ("service", n_max), ("pyroute2", n_max),
           "attach", 1.5)
     for kind in ("cli", "service") if s else ():
         r.plain(f"{kind} attach: 1000th / 10th namespace",

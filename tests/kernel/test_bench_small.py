@@ -29,7 +29,7 @@ def test_bench_small(tmp_path):
     data = json.load(open(os.path.join(out, "bench-results.json")))
     out_md = os.path.join(out, "bench-results.md")
     peers = {row["peer"] for row in data["kernel"]}
-    assert peers == {"iproute2", "cni", "cli", "apply", "service", "engine", "floor"}
+    assert peers == {"iproute2", "cni", "cli", "apply", "service", "engine", "floor", "pyroute2"}
     assert all(row["verified"] is True for row in data["kernel"]), data["kernel"]
     assert all(row["attach"]["median_ms"] > 0 and row["teardown"]["median_ms"] > 0 for row in data["kernel"])
     names = {r["ratio"] for r in data["ratios"]}
