@@ -318,6 +318,19 @@ class Endpoints(Mapping[str, Endpoint]):
         items.pop(ns, None)
         return Endpoints(items)
 
+    def to_dict(self, ns: str) -> dict[str, Any]:
+        v = self._items[ns]
+        return v.to_dict() if isinstance(v, Endpoint) else v
+
+    def changes(self, new: Endpoints) -> tuple[list[str] | None, list[str]]:
+        """(added, removed) namespaces from SELF to NEW, when the entries both hold are
+        the very same (untouched); (None, []) when one of them changed."""
+        mine, theirs = self._items, new._items
+        for ns in mine.keys() & theirs.keys():
+            if mine[ns] is not theirs[ns]:
+                return None, []
+        return [ns for ns in theirs if ns not in mine], [ns for ns in mine if ns not in theirs]
+
     def to_dicts(self) -> dict[str, dict[str, Any]]:
         return {ns: v.to_dict() if isinstance(v, Endpoint) else v for ns, v in self._items.items()}
 

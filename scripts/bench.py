@@ -649,7 +649,6 @@ def native_ratios(rows: list[dict]) -> Ratios:
     r.add(f"cold `ipvnet detach` / `python -c pass` (N={n})", ("cli", n), ("python", py), "teardown", 9.0, "attach")
     r.add(f"`attach NS... NET` per namespace / CNI ADD (N={n})", ("many", n), ("cni", n), "attach", 0.5)
     r.add(f"`apply` per namespace / CNI ADD (N={n})", ("apply", n), ("cni", n), "attach", 0.5)
-    r.add(f"cold `ipvnet attach` / CNI ADD (N={n})", ("cli", n), ("cni", n), "attach", 3.0)
     return r
 
 

@@ -108,3 +108,25 @@ def dumps(d: dict[str, Any], inline: frozenset[str] = frozenset()) -> str:
     out: list[str] = []
     _table(out, "", d, inline)
     return "".join(out)
+
+
+def patch_inline_table(text: str, table: str, removed: list[str], added: dict[str, dict[str, Any]]) -> str | None:
+    """TEXT (as dumps() wrote it, with TABLE's children one inline table per line and
+    TABLE last) with the lines of REMOVED keys dropped and ADDED appended; None when
+    TEXT is not in that layout (a hand-edited file: then it is rendered whole)."""
+    header = f"\n[{table}]\n"
+    i = text.rfind(header)
+    if i < 0:
+        return None
+    start = i + len(header)
+    body = text[start:]
+    if "\n[" in body or body.startswith("[") or (body and not body.endswith("\n")):
+        return None
+    if removed:
+        gone = tuple(f"{key(k)} = " for k in removed)
+        lines = body.splitlines(keepends=True)
+        kept = [line for line in lines if not line.startswith(gone)]
+        if len(lines) - len(kept) != len(removed):
+            return None
+        body = "".join(kept)
+    return text[:start] + body + "".join(f"{key(k)} = {_inline_table(d)}\n" for k, d in added.items())

@@ -138,13 +138,18 @@ def test_bird_reflector_and_pings_between_every_host(lab: Lab) -> None:
     lab.start_bird("h1", bird_conf(lab, "h1", "--reflector-for", "10.0.0.0/24", "--reflector-for", "fd00::/64"))
     for h in ("h2", "h3"):
         lab.start_bird(h, bird_conf(lab, h, "--peer", "10.0.0.1", "--peer", "fd00::1"))
-    for h in ("h1", "h2", "h3"):
-        for other in ("h1", "h2", "h3"):
-            if other != h:
-                for b in blocks_of(lab, other):
-                    lab.wait_route(h, b, timeout=15)
+    converge(lab, ["h1", "h2", "h3"], 15)
     FIGURES["bird_first_convergence_s"] = round(time.monotonic() - t0, 2)
     assert_all_pairs(lab, ["a1", "a2", "a3"])
+
+
+def converge(lab: Lab, hosts: list[str], timeout: float) -> None:
+    """Until every host's kernel has a route to every other host's blocks."""
+    for h in hosts:
+        for other in hosts:
+            if other != h:
+                for b in blocks_of(lab, other):
+                    lab.wait_route(h, b, timeout=timeout)
 
 
 def assert_all_pairs(lab: Lab, names: list[str], net: str = "web") -> None:
@@ -337,11 +342,7 @@ def test_l3s_across_hosts(lab: Lab) -> None:
         lab.ok(h, "network", "rm", "web")
         lab.ok(h, "network", "create", "-o", "ipvlan_mode=l3s", "-o", "parent=eth0", "--cluster", CLUSTER, "web")
         lab.ok(h, "attach", f"a{h[1]}", "web")
-    for h in lab.hosts:
-        for other in lab.hosts:
-            if other != h:
-                for b in blocks_of(lab, other):
-                    lab.wait_route(h, b, timeout=15)
+    converge(lab, lab.hosts, 15)
     assert_all_pairs(lab, [f"a{h[1]}" for h in lab.hosts])
 
 
@@ -369,11 +370,7 @@ def test_frr_full_mesh(lab: Lab) -> None:
     for h in ("h1", "h2", "h3"):
         args = [a for p in peers[h] for a in ("--peer", p)]
         lab.start_frr(h, lab.ok(h, "cluster", "frr-config", *args, CLUSTER).out)
-    for h in ("h1", "h2", "h3"):
-        for other in ("h1", "h2", "h3"):
-            if other != h:
-                for b in blocks_of(lab, other):
-                    lab.wait_route(h, b, timeout=20)
+    converge(lab, ["h1", "h2", "h3"], 20)
     FIGURES["frr_first_convergence_s"] = round(time.monotonic() - t0, 2)
     assert_all_pairs(lab, ["a1", "a2", "a3"])
     h3 = blocks_of(lab, "h3")

@@ -623,3 +623,38 @@ def test_toml_writer_writes_one_line_per_namespace(sdir):
     st.save(sample_state())
     text = open(net_file(sdir, "vlan20")).read()
     assert '\nns1 = { ifname = "eth0",' in text and '\n"ns.2" = { ifname = "eth1",' in text
+
+
+def test_an_attach_or_detach_patches_the_namespace_lines_instead_of_rewriting_them(sdir, monkeypatch):
+    """Only namespaces came or went: the file is the old text with lines added or dropped
+    (no re-rendering of the others), and it reads back exactly as a full render would."""
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    state = st.load()
+    net = state.networks["vlan20"]
+    state.networks["vlan20"] = net.with_endpoint(endpoint("ns9", "192.168.20.140/24", seq=9)).without_endpoint("ns1")
+    from ipvnet.store import local
+
+    rendered = []
+    real = local.dumps
+    monkeypatch.setattr(local, "dumps", lambda *a, **k: rendered.append(1) or real(*a, **k))
+    st.save(state)
+    assert rendered == []  # patched, not rendered
+    text = open(net_file(sdir, "vlan20")).read()
+    assert "\nns9 = { " in text and "\nns1 = " not in text
+    monkeypatch.undo()
+    assert tomllib.loads(text) == tomllib.loads(real({"schema": SCHEMA_VERSION, **state.networks["vlan20"].to_dict()},
+                                                     frozenset({"endpoints"})))
+    # anything else changed (here the labels), or a file edited by hand: rendered whole
+    state = st.load()
+    from ipvnet.record import replace
+
+    state.networks["vlan20"] = replace(state.networks["vlan20"], labels={"x": "y"})
+    st.save(state)
+    assert tomllib.loads(open(net_file(sdir, "vlan20")).read())["labels"] == {"x": "y"}
+    with open(net_file(sdir, "vlan20"), "a") as f:
+        f.write("\n[endpoints.extra]\nifname = \"eth0\"\nseq = 30\n")
+    state = st.load()
+    state.networks["vlan20"] = state.networks["vlan20"].without_endpoint("extra")
+    st.save(state)
+    assert "extra" not in tomllib.loads(open(net_file(sdir, "vlan20")).read())["endpoints"]
