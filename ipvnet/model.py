@@ -253,7 +253,9 @@ def _checked_raw(ns: str, d: Any) -> dict[str, Any]:
     later cannot fail: a broken entry is still an error at load, naming the file."""
     if not isinstance(d, dict):
         raise ValueError(f"endpoint {ns} is not a table")
-    int(d.get("seq", 0))
+    entry: dict[str, Any] = d
+    if not isinstance(entry.get("seq", 0), int):  # a hand-edited "5": max_seq compares integers
+        entry = {**entry, "seq": int(entry["seq"])}
     int(d.get("gw_priority", 0))
     for key, family, bits in (("ipv4", socket.AF_INET, 32), ("ipv6", socket.AF_INET6, 128)):
         v = d.get(key)
@@ -265,7 +267,7 @@ def _checked_raw(ns: str, d: Any) -> dict[str, Any]:
                 raise ValueError(f"endpoint {ns}: invalid {key} {v!r}") from None
             if not plen.isdigit() or int(plen) > bits:
                 raise ValueError(f"endpoint {ns}: invalid {key} {v!r}")
-    return d
+    return entry
 
 
 class Endpoints(Mapping[str, Endpoint]):
@@ -344,7 +346,12 @@ class Endpoints(Mapping[str, Endpoint]):
             yield ns, v.to_dict() if isinstance(v, Endpoint) else v
 
     def max_seq(self) -> int:
-        return max((int(d.get("seq", 0)) for _, d in self.raw()), default=0)
+        top = 0
+        for v in self._items.values():  # every load runs this: no generator, no conversion
+            seq = v.seq if isinstance(v, Endpoint) else v.get("seq", 0)
+            if seq > top:
+                top = seq
+        return int(top)
 
 
 # How ipvnet came to own a parent link: "existing" links are never deleted.
@@ -403,7 +410,9 @@ class Network:
     def without_endpoint(self, ns: str) -> Network:
         return replace(self, endpoints=self.endpoints.without(ns))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, endpoints: bool = True) -> dict[str, Any]:
+        """ENDPOINTS false: the namespaces left out (an empty table), for a store
+        that writes them apart."""
         d = {
             **self.extra,
             "id": self.id,
@@ -417,7 +426,7 @@ class Network:
             "options": dict(self.options),
             "labels": dict(self.labels),
             "subnets": [s.to_dict() for s in self.subnets],
-            "endpoints": self.endpoints.to_dicts(),
+            "endpoints": self.endpoints.to_dicts() if endpoints else {},
         }
         if self.cluster:
             d["cluster"] = self.cluster

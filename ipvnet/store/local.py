@@ -88,6 +88,7 @@ class LocalStore:
         self.lock_timeout = lock_timeout_from_env() if lock_timeout is None else lock_timeout
         self._loaded_keys: dict[str, list[int]] = {}  # network -> the file identity it was loaded from
         self._last_key: list[int] | None = None
+        self._bodies: dict[str, tuple[list[int], str]] = {}  # cache name -> (file identity, namespace lines)
 
     def network_path(self, name: str) -> str:
         return os.path.join(self.net_dir, f"{name}.toml")
@@ -196,34 +197,66 @@ class LocalStore:
     # The TOML files are the store; `cache/NAME.json` is a parsed copy that
     # spares each command the pure-Python TOML parser (~46 ms for a network
     # of 1000 namespaces on a fast host, several times that in a UML guest).
+    # Its first line is {"key": ..., "data": ...} without the namespaces; each
+    # further line is one namespace, `"NS":{...}`, so the copy can be patched
+    # like the TOML file (a line added or cut) instead of re-encoded whole, and
+    # still be read back with one json.loads. JSON strings hold no raw newline.
 
     def _cached(self, name: str, key: list[int]) -> dict[str, Any] | None:
         try:
             fd = _open_nofollow(os.path.join(self.cache_dir, f"{name}.json"))
             with os.fdopen(fd, "rb") as f:
-                cached = json.loads(f.read())
+                text = f.read().decode("utf-8")
+            head, _, body = text.partition("\n")
+            cached = json.loads(head)
+            if not isinstance(cached, dict) or cached.get("key") != key or not isinstance(cached.get("data"), dict):
+                return None
+            data: dict[str, Any] = cached["data"]
+            if "endpoints" in data:
+                data["endpoints"] = json.loads("{" + body.rstrip("\n").replace("\n", ",") + "}")
         except (OSError, ValueError, StoreError):
             return None
-        if not isinstance(cached, dict) or cached.get("key") != key or not isinstance(cached.get("data"), dict):
-            return None
-        data: dict[str, Any] = cached["data"]
+        self._bodies[name] = (key, body)
         return data
 
-    def _write_cache(self, name: str, key: list[int], data: dict[str, Any]) -> None:
-        """Best effort: a reader without write access simply goes without."""
+    def _write_cache(self, name: str, key: list[int], data: dict[str, Any], body: str | None = None) -> None:
+        """Best effort: a reader without write access simply goes without. BODY:
+        the namespace lines already made (patched), else they are encoded here."""
+        if body is None:
+            enc = json.JSONEncoder(separators=(",", ":")).encode
+            body = "".join(f"{enc(ns)}:{enc(d)}\n" for ns, d in data.get("endpoints", {}).items())
+        if "endpoints" in data:
+            data = {**data, "endpoints": {}}
+        self._bodies[name] = (key, body)
         path = os.path.join(self.cache_dir, f"{name}.json")
         tmp = f"{path}.tmp.{os.getpid()}"
         try:
             os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
-                os.write(fd, json.dumps({"key": key, "data": data}, separators=(",", ":")).encode())
+                head = json.dumps({"key": key, "data": data}, separators=(",", ":"))
+                os.write(fd, f"{head}\n{body}".encode())
             finally:
                 os.close(fd)
             os.rename(tmp, path)
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+    def _patched_body(self, name: str, added: dict[str, dict[str, Any]], removed: list[str]) -> str | None:
+        """The cache's namespace lines for NAME with REMOVED cut and ADDED appended,
+        when the lines at hand are those of the file the state was loaded from."""
+        key, body = self._bodies.get(name, (None, ""))
+        if key is None or key != self._loaded_keys.get(name):
+            return None
+        enc = json.JSONEncoder(separators=(",", ":")).encode
+        for ns in removed:
+            start = ("\n" + body).find(f"\n{enc(ns)}:")
+            if start < 0:
+                return None
+            end = body.find("\n", start)
+            body = body[:start] + body[end + 1:]
+        return body + "".join(f"{enc(ns)}:{enc(d)}\n" for ns, d in added.items())
 
     # -- writing ---------------------------------------------------------
 
@@ -237,11 +270,7 @@ class LocalStore:
         self._ensure_dir()
         self._ensure_dir(self.net_dir)
         for net in written:
-            data = {"schema": SCHEMA_VERSION, **net.to_dict()}
-            path = self.network_path(net.name)
-            text = self._patched(state.loaded.get(net.name), net, path) or dumps(data, INLINE)
-            st = self.write_file(path, text, sync_dir=False)
-            self._write_cache(net.name, _cache_key(st), data)
+            self._save_network(state.loaded.get(net.name), net)
         for name in removed:
             for p in (self.network_path(name), os.path.join(self.cache_dir, f"{name}.json")):
                 with contextlib.suppress(FileNotFoundError):
@@ -253,18 +282,34 @@ class LocalStore:
             self._write_cache(HOST_CACHE, _cache_key(st), data)
         state.mark_saved()
 
-    def _patched(self, old: Network | None, new: Network, path: str) -> str | None:
+    def _save_network(self, old: Network | None, new: Network) -> None:
+        path = self.network_path(new.name)
+        patch = self._patch(old, new, path)
+        if patch is None:
+            data = {"schema": SCHEMA_VERSION, **new.to_dict()}
+            st = self.write_file(path, dumps(data, INLINE), sync_dir=False)
+            self._write_cache(new.name, _cache_key(st), data)
+            return
+        text, added, removed = patch
+        body = self._patched_body(new.name, added, removed)
+        st = self.write_file(path, text, sync_dir=False)
+        data = {"schema": SCHEMA_VERSION, **new.to_dict(endpoints=body is None)}
+        self._write_cache(new.name, _cache_key(st), data, body)
+
+    def _patch(self, old: Network | None, new: Network,
+               path: str) -> tuple[str, dict[str, dict[str, Any]], list[str]] | None:
         """NEW's file as OLD's text with namespace lines added or removed, when
         only that changed: an attach to a network of a thousand members then
         costs no re-rendering of the other 999. None when anything else changed,
         or the file on disk is not the one OLD was loaded from, or not in the
-        layout this writer makes ([endpoints] last, one line per namespace)."""
+        layout this writer makes ([endpoints] last, one line per namespace).
+        Also the added entries and the removed names, for patching the cache."""
         if old is None or self._loaded_keys.get(new.name) is None:
             return None
         if replace_endpoints(old) != replace_endpoints(new):
             return None
-        added, removed = old.endpoints.changes(new.endpoints)
-        if added is None:
+        added_names, removed = old.endpoints.changes(new.endpoints)
+        if added_names is None:
             return None
         try:
             fd = _open_nofollow(path)
@@ -276,7 +321,9 @@ class LocalStore:
             text = f.read().decode("utf-8")
         from ipvnet.store.tomlw import patch_inline_table
 
-        return patch_inline_table(text, "endpoints", removed, {ns: new.endpoints.to_dict(ns) for ns in added})
+        added = {ns: new.endpoints.to_dict(ns) for ns in added_names}
+        patched = patch_inline_table(text, "endpoints", removed, added)
+        return None if patched is None else (patched, added, removed)
 
     @staticmethod
     def host_dict(state: State) -> dict[str, Any]:

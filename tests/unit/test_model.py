@@ -440,3 +440,15 @@ def test_from_dict_keeps_explicit_options_over_defaults():
 def test_from_dict_requires_id():
     with pytest.raises(KeyError):
         Network.from_dict("n", {"driver": "ipvlan"})
+
+
+def test_stored_entries_stay_unparsed_and_their_highest_seq_is_an_integer():
+    from ipvnet.model import Endpoints
+
+    eps = Endpoints.from_raw({"a": {"ifname": "eth0", "seq": 3, "ipv4": "10.0.0.2/24"},
+                              "b": {"ifname": "eth0", "seq": "7"}})  # "7": a hand edit
+    assert eps.max_seq() == 7 and isinstance(eps.max_seq(), int)
+    assert eps.with_(eps["a"]).max_seq() == 7  # parsed and unparsed entries alike
+    assert Endpoints().max_seq() == 0
+    with pytest.raises(ValueError):
+        Endpoints.from_raw({"c": {"seq": "x"}})

@@ -571,9 +571,10 @@ def _cache(sdir, name="vlan20"):
 def test_cache_is_used_only_while_the_toml_file_is_unchanged(sdir):
     st = LocalStore(sdir)
     st.save(sample_state())
-    cached = json.loads(open(_cache(sdir)).read())
+    head, _, body = open(_cache(sdir)).read().partition("\n")
+    cached = json.loads(head)
     cached["data"]["created"] = "from-cache"
-    open(_cache(sdir), "w").write(json.dumps(cached))
+    open(_cache(sdir), "w").write(json.dumps(cached) + "\n" + body)
     assert st.load().networks["vlan20"].created == "from-cache"  # same inode, size, mtime: the cache is read
     text = open(net_file(sdir, "vlan20")).read().replace('created = "', 'created = "edited-')
     with open(net_file(sdir, "vlan20"), "w") as f:  # a hand edit in place
@@ -658,3 +659,25 @@ def test_an_attach_or_detach_patches_the_namespace_lines_instead_of_rewriting_th
     state.networks["vlan20"] = state.networks["vlan20"].without_endpoint("extra")
     st.save(state)
     assert "extra" not in tomllib.loads(open(net_file(sdir, "vlan20")).read())["endpoints"]
+
+
+def test_the_cache_is_patched_with_the_file_and_reads_back_as_the_file_does(sdir):
+    """An attach and a detach cut and append the cache's namespace lines as they do
+    the TOML file's; what the patched cache yields is what parsing the file yields."""
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    state = st.load()
+    net = state.networks["vlan20"]
+    state.networks["vlan20"] = net.with_endpoint(endpoint("ns9", "192.168.20.140/24", seq=9)).without_endpoint("ns1")
+    st.save(state)
+    lines = open(_cache(sdir)).read().splitlines()
+    assert lines[-1].startswith('"ns9":{') and not any(x.startswith('"ns1":') for x in lines)
+    assert json.loads(lines[0])["data"]["endpoints"] == {}
+    state = st.load()  # from the patched cache
+    state.networks["vlan20"] = state.networks["vlan20"].without_endpoint("ns.2")
+    st.save(state)
+    from_cache = LocalStore(sdir).load().networks["vlan20"]
+    shutil.rmtree(os.path.join(sdir, "cache"))
+    from_file = LocalStore(sdir).load().networks["vlan20"]
+    assert from_cache.to_dict() == from_file.to_dict()
+    assert sorted(from_file.endpoints) == ["ns9"]
