@@ -259,19 +259,8 @@ def key_of_text(text: str) -> Key:
 
 
 def used_addresses(network: Network) -> dict[Key, str]:
-    """Address -> namespace holding it (from the stored text where an entry was not parsed)."""
-    held: dict[Key, str] = {}
-    pton, from_bytes, af4, af6 = socket.inet_pton, int.from_bytes, socket.AF_INET, socket.AF_INET6
-    for ns, e in network.endpoints.entries():
-        if isinstance(e, dict):  # the hot loop of a large network: key_of_text inlined
-            if a := e.get("ipv4"):
-                held[4, from_bytes(pton(af4, a.partition("/")[0]), "big")] = ns
-            if a := e.get("ipv6"):
-                held[6, from_bytes(pton(af6, a.partition("/")[0]), "big")] = ns
-        else:
-            for a in e.addresses():
-                held[key_of(a.ip)] = ns
-    return held
+    """Address -> namespace holding it; the endpoints' own index, not to be changed."""
+    return network.endpoints.held()
 
 
 def _within(network: Network) -> Callable[[Key], bool]:
@@ -280,15 +269,17 @@ def _within(network: Network) -> Callable[[Key], bool]:
 
 
 def shared_holders(network: Network, siblings: Iterable[Network]) -> dict[Key, str]:
-    """Addresses of NETWORK's address space, with who holds each ("namespace a
-    on network n", "a reserved address of network m").
+    """Addresses of NETWORK's address space, with who holds each: a bare
+    namespace name for NETWORK's own members (a copy of its index, made
+    without touching each member), a phrase for the rest ("namespace a on
+    network m", "a reserved address of network m"); see `holder`.
 
     Networks on one parent share one address space: the kernel refuses an
     address that a sibling slave holds, and a sibling's gateway or aux address
     is a real host on that link. Networks on other parents are other L2
     domains and allocate independently, so only SIBLINGS are consulted.
     """
-    held = {k: f"namespace {ns} on network {network.name}" for k, ns in used_addresses(network).items()}
+    held = dict(used_addresses(network))
     inside = _within(network)
     for sib in siblings:
         for k, ns in used_addresses(sib).items():
@@ -299,6 +290,12 @@ def shared_holders(network: Network, siblings: Iterable[Network]) -> dict[Key, s
                 if inside(key_of(a)):
                     held.setdefault(key_of(a), f"a reserved address (gateway or aux-address) of network {sib.name}")
     return held
+
+
+def holder(network: Network, held: dict[Key, str], k: Key) -> str:
+    """Who holds K, in words (a namespace name holds no space; a phrase does)."""
+    who = held[k]
+    return who if " " in who else f"namespace {who} on network {network.name}"
 
 
 def check_static(network: Network, addr: IPAddress, held: dict[Key, str]) -> SubnetConfig:
@@ -312,7 +309,8 @@ def check_static(network: Network, addr: IPAddress, held: dict[Key, str]) -> Sub
         )
     check_static_reserved(cfg, addr, "address")
     if key_of(addr) in held:
-        raise Conflict(f"address {addr} is already in use by {held[key_of(addr)]}", "choose another address")
+        raise Conflict(f"address {addr} is already in use by {holder(network, held, key_of(addr))}",
+                       "choose another address")
     return cfg
 
 
@@ -330,7 +328,7 @@ class Allocator:
         self._cursor: dict[int, int] = {}
 
     def take(self, addr: IPAddress, ns: str) -> None:
-        self.held[key_of(addr)] = f"namespace {ns} on network {self.network.name}"
+        self.held[key_of(addr)] = ns
 
     def release(self, addr: IPAddress) -> None:
         self.held.pop(key_of(addr), None)
@@ -346,7 +344,7 @@ class Allocator:
             n = self._scan(i, cfg)
             if n is not None:
                 self._cursor[i] = n
-                self.held[(version, n)] = f"namespace {ns} on network {self.network.name}"
+                self.held[(version, n)] = ns
                 a = cfg.subnet.network_address + (n - int(cfg.subnet.network_address))
                 return ipaddress.ip_interface(f"{a}/{cfg.subnet.prefixlen}")
         subnets = ", ".join(str(s.subnet) for s in self.network.subnets_of(version))

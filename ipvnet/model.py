@@ -7,6 +7,7 @@ netlink is validated here first, so the shell never sees a hostile name.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import socket
@@ -270,20 +271,61 @@ def _checked_raw(ns: str, d: Any) -> dict[str, Any]:
     return entry
 
 
+AddressKey = tuple[int, int]  # (IP version, address as an integer)
+
+
+def address_keys(entry: Endpoint | dict[str, Any]) -> list[AddressKey]:
+    """The address keys of one member, from its stored text where it was not parsed."""
+    if isinstance(entry, Endpoint):
+        return [(a.version, int(a.ip)) for a in entry.addresses()]
+    keys = []
+    if a := entry.get("ipv4"):
+        keys.append((4, int.from_bytes(socket.inet_pton(socket.AF_INET, a.partition("/")[0]), "big")))
+    if a := entry.get("ipv6"):
+        keys.append((6, int.from_bytes(socket.inet_pton(socket.AF_INET6, a.partition("/")[0]), "big")))
+    return keys
+
+
 class Endpoints(Mapping[str, Endpoint]):
     """NS -> Endpoint, each parsed on first use.
 
     Every attach reads and writes its whole network; with a thousand members,
-    parsing every entry's addresses (ipaddress) was most of that work. Entries
-    stay the dicts they were stored as until someone looks at them, and the
-    untouched ones are written back as they were read. Immutable from outside:
-    `with_` and `without` return new maps.
+    parsing every entry was most of that work. Entries stay in the form they
+    were stored in (a dict from TOML, or the JSON text of one line of the
+    store's cached copy) until someone looks at them, and the untouched ones
+    are written back as they were read. What an entry became when looked at
+    is remembered beside it, in a memo shared by the maps derived from one
+    another, so that `_items` itself never changes and `changes` can tell
+    untouched entries by identity. Immutable from outside: `with_` and
+    `without` return new maps.
+
+    Two facts every attach needs, which addresses are held (by whom) and the
+    highest seq (after a detach, an upper bound), are derived from all
+    members; each is computed once, carried from map to map, and may be
+    handed in by the store (`prime`) so that an attach does not walk a
+    thousand members.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_memo", "_held", "_top", "_root", "_touched", "_dropped")
 
-    def __init__(self, items: dict[str, Endpoint | dict[str, Any]] | None = None) -> None:
-        self._items: dict[str, Endpoint | dict[str, Any]] = dict(items or {})
+    def __init__(self, items: dict[str, Endpoint | dict[str, Any] | str] | None = None,
+                 memo: dict[str, list[Any]] | None = None) -> None:
+        self._items: dict[str, Endpoint | dict[str, Any] | str] = dict(items or {})
+        self._memo: dict[str, list[Any]] = {} if memo is None else memo  # ns -> [stored, dict, Endpoint | None]
+        self._held: dict[AddressKey, str] | None = None
+        self._top: int | None = None
+        # Lineage, so that `changes` costs what changed, not what is there: the
+        # map this one was derived from by with_/without, and the namespaces
+        # added or replaced (in order) and removed since.
+        self._root: Endpoints | None = None
+        self._touched: dict[str, None] = {}
+        self._dropped: frozenset[str] = frozenset()
+
+    def _derive(self) -> Endpoints:
+        out = Endpoints(self._items, self._memo)
+        out._root = self._root or self
+        out._touched, out._dropped = dict(self._touched), self._dropped
+        return out
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], checked: bool = False) -> Endpoints:
@@ -291,12 +333,41 @@ class Endpoints(Mapping[str, Endpoint]):
         store's cached copy), so they are taken as they are."""
         return cls(dict(raw) if checked else {ns: _checked_raw(ns, d) for ns, d in raw.items()})
 
+    def prime(self, held: dict[AddressKey, str] | None, top: int | None) -> None:
+        """Take the address index and highest seq as the store kept them for these entries."""
+        self._held, self._top = held, top
+
+    def _memo_of(self, ns: str) -> list[Any]:
+        v = self._items[ns]
+        m = self._memo.get(ns)
+        if m is None or m[0] is not v:
+            m = self._memo[ns] = [v, json.loads(v) if isinstance(v, str) else v, None]
+        return m
+
+    def _entry(self, ns: str) -> Endpoint | dict[str, Any]:
+        """NS's entry, parsed if it was, else its stored dict."""
+        v = self._items[ns]
+        return v if isinstance(v, Endpoint) else self._memo_of(ns)[1]
+
+    def _entries(self) -> dict[str, Endpoint | dict[str, Any]]:
+        """Every entry as `_entry` gives it (for the walks over all members); the
+        ones still JSON text are decoded together, in one call."""
+        items, memo = self._items, self._memo
+        texts = [ns for ns, v in items.items() if isinstance(v, str) and (ns not in memo or memo[ns][0] is not v)]
+        if texts:
+            decoded = json.loads("[" + ",".join([items[ns] for ns in texts]) + "]")  # type: ignore[misc]
+            for ns, d in zip(texts, decoded, strict=True):
+                memo[ns] = [items[ns], d, None]
+        return {ns: v if isinstance(v, Endpoint) else self._memo_of(ns)[1] for ns, v in items.items()}
+
     def __getitem__(self, ns: str) -> Endpoint:
         v = self._items[ns]
         if isinstance(v, Endpoint):
             return v
-        ep = self._items[ns] = Endpoint.from_dict(ns, v)
-        return ep
+        m = self._memo_of(ns)
+        if m[2] is None:
+            m[2] = Endpoint.from_dict(ns, m[1])
+        return m[2]  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
@@ -311,47 +382,96 @@ class Endpoints(Mapping[str, Endpoint]):
         return f"Endpoints({sorted(self._items)})"
 
     def with_(self, ep: Endpoint) -> Endpoints:
-        items = dict(self._items)
-        items[ep.ns] = ep
-        return Endpoints(items)
+        out = self._derive()
+        out._items[ep.ns] = ep
+        out._touched[ep.ns] = None  # a member already touched keeps its place, as in _items
+        out._dropped = self._dropped - {ep.ns}
+        if ep.ns not in self._items:  # a replaced member would leave stale keys: recompute then
+            if self._held is not None:
+                out._held = dict(self._held)
+                for k in address_keys(ep):
+                    out._held[k] = ep.ns
+            if self._top is not None:
+                out._top = max(self._top, ep.seq)
+        return out
 
     def without(self, ns: str) -> Endpoints:
-        items = dict(self._items)
-        items.pop(ns, None)
-        return Endpoints(items)
+        if ns not in self._items:
+            return self  # immutable: nothing to copy
+        gone = self._entry(ns)
+        out = self._derive()
+        del out._items[ns]
+        out._touched.pop(ns, None)
+        out._dropped = self._dropped | {ns}
+        if self._held is not None:
+            out._held = dict(self._held)
+            for k in address_keys(gone):
+                if out._held.get(k) == ns:
+                    del out._held[k]
+        out._top = self._top  # an upper bound from now on: seq orders members, it only has to grow
+        return out
 
     def to_dict(self, ns: str) -> dict[str, Any]:
-        v = self._items[ns]
+        v = self._entry(ns)
         return v.to_dict() if isinstance(v, Endpoint) else v
 
     def changes(self, new: Endpoints) -> tuple[list[str] | None, list[str]]:
         """(added, removed) namespaces from SELF to NEW, when the entries both hold are
         the very same (untouched); (None, []) when one of them changed."""
         mine, theirs = self._items, new._items
+        if new is self:
+            return [], []
+        if new._root is self:  # NEW derives from SELF: walk only what changed
+            if any(ns in mine for ns in new._touched):
+                return None, []
+            return list(new._touched), [ns for ns in new._dropped if ns in mine]
         for ns in mine.keys() & theirs.keys():
             if mine[ns] is not theirs[ns]:
                 return None, []
         return [ns for ns in theirs if ns not in mine], [ns for ns in mine if ns not in theirs]
 
     def to_dicts(self) -> dict[str, dict[str, Any]]:
-        return {ns: v.to_dict() if isinstance(v, Endpoint) else v for ns, v in self._items.items()}
+        return {ns: v.to_dict() if isinstance(v, Endpoint) else v for ns, v in self._entries().items()}
 
     def entries(self) -> Iterator[tuple[str, Endpoint | dict[str, Any]]]:
-        """(ns, Endpoint or its stored dict), whichever is at hand: nothing is converted."""
-        return iter(self._items.items())
+        """(ns, Endpoint or its stored dict), whichever is at hand: nothing is parsed."""
+        return iter(self._entries().items())
 
     def raw(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """(ns, stored form) of each entry, without parsing: for the hot paths (IPAM, hosts files)."""
-        for ns, v in self._items.items():
+        for ns, v in self._entries().items():
             yield ns, v.to_dict() if isinstance(v, Endpoint) else v
 
+    def held(self) -> dict[AddressKey, str]:
+        """Address key -> the namespace holding it. Shared: callers must not change it."""
+        if self._held is None:
+            held: dict[AddressKey, str] = {}
+            pton, from_bytes, af4, af6 = socket.inet_pton, int.from_bytes, socket.AF_INET, socket.AF_INET6
+            for ns, e in self._entries().items():
+                if isinstance(e, dict):  # the loop of a large network's first load: address_keys inlined
+                    if a := e.get("ipv4"):
+                        held[4, from_bytes(pton(af4, a.partition("/")[0]), "big")] = ns
+                    if a := e.get("ipv6"):
+                        held[6, from_bytes(pton(af6, a.partition("/")[0]), "big")] = ns
+                else:
+                    for k in address_keys(e):
+                        held[k] = ns
+            self._held = held
+        return self._held
+
     def max_seq(self) -> int:
-        top = 0
-        for v in self._items.values():  # every load runs this: no generator, no conversion
-            seq = v.seq if isinstance(v, Endpoint) else v.get("seq", 0)
-            if seq > top:
-                top = seq
-        return int(top)
+        if self._top is None:
+            top = 0
+            for v in self._entries().values():  # no generator, no conversion
+                seq = v.seq if isinstance(v, Endpoint) else v.get("seq", 0)
+                if seq > top:
+                    top = seq
+            self._top = int(top)
+        return self._top
+
+    def derived(self) -> tuple[dict[AddressKey, str] | None, int | None]:
+        """The index and highest seq where already known (for the store to keep), else None."""
+        return self._held, self._top
 
 
 # How ipvnet came to own a parent link: "existing" links are never deleted.

@@ -18,16 +18,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ipvnet.errors import LockTimeout, StoreError
 from ipvnet.model import Network
-from ipvnet.store import SCHEMA_VERSION, State, lock_timeout_from_env, state_dir_from_env
+from ipvnet.store import SCHEMA_VERSION, State, copyfile, lock_timeout_from_env, state_dir_from_env
+from ipvnet.store.copyfile import write_all
 
 HOST_FILE = "host.toml"
 NETWORKS_DIR = "networks"
@@ -88,7 +88,8 @@ class LocalStore:
         self.lock_timeout = lock_timeout_from_env() if lock_timeout is None else lock_timeout
         self._loaded_keys: dict[str, list[int]] = {}  # network -> the file identity it was loaded from
         self._last_key: list[int] | None = None
-        self._bodies: dict[str, tuple[list[int], str]] = {}  # cache name -> (file identity, namespace lines)
+        self._copies: dict[str, copyfile.Copy] = {}  # cache name -> the copy it was loaded from
+        self._derived: dict[str, tuple[dict[Any, str] | None, int | None]] = {}  # the copy's index and top seq
 
     def network_path(self, name: str) -> str:
         return os.path.join(self.net_dir, f"{name}.toml")
@@ -166,7 +167,11 @@ class LocalStore:
         if self._last_key is not None:
             self._loaded_keys[name] = self._last_key
         check_schema(d, path)
-        return network_from(name, d, path, checked=cached)
+        net = network_from(name, d, path, checked=cached)
+        derived = self._derived.pop(name, None)
+        if cached and derived is not None:
+            net.endpoints.prime(*derived)
+        return net
 
     def _load_v1(self) -> State:
         from ipvnet.store.migrate import load_v1
@@ -194,69 +199,37 @@ class LocalStore:
             self._write_cache(cache_name, key, data)
         return data, False
 
-    # The TOML files are the store; `cache/NAME.json` is a parsed copy that
-    # spares each command the pure-Python TOML parser (~46 ms for a network
-    # of 1000 namespaces on a fast host, several times that in a UML guest).
-    # Its first line is {"key": ..., "data": ...} without the namespaces; each
-    # further line is one namespace, `"NS":{...}`, so the copy can be patched
-    # like the TOML file (a line added or cut) instead of re-encoded whole, and
-    # still be read back with one json.loads. JSON strings hold no raw newline.
+    # cache/NAME.json: see ipvnet.store.copyfile.
 
     def _cached(self, name: str, key: list[int]) -> dict[str, Any] | None:
         try:
-            fd = _open_nofollow(os.path.join(self.cache_dir, f"{name}.json"))
-            with os.fdopen(fd, "rb") as f:
-                text = f.read().decode("utf-8")
-            head, _, body = text.partition("\n")
-            cached = json.loads(head)
-            if not isinstance(cached, dict) or cached.get("key") != key or not isinstance(cached.get("data"), dict):
+            copy = copyfile.read(_open_nofollow(os.path.join(self.cache_dir, f"{name}.json")))
+            if copy is None or copy.head.get("key") != key:
                 return None
-            data: dict[str, Any] = cached["data"]
+            data: dict[str, Any] = copy.head["data"]
+            held = None
             if "endpoints" in data:
-                data["endpoints"] = json.loads("{" + body.rstrip("\n").replace("\n", ",") + "}")
+                data["endpoints"], held = copyfile.members(copy)
         except (OSError, ValueError, StoreError):
             return None
-        self._bodies[name] = (key, body)
+        top = copy.head.get("top")
+        self._copies[name] = copy
+        self._derived[name] = (held, top if type(top) is int else None)
         return data
 
-    def _write_cache(self, name: str, key: list[int], data: dict[str, Any], body: str | None = None) -> None:
-        """Best effort: a reader without write access simply goes without. BODY:
-        the namespace lines already made (patched), else they are encoded here."""
+    def _write_cache(self, name: str, key: list[int], data: dict[str, Any], body: list[Any] | None = None,
+                     top: int | None = None, layout: bool = False) -> None:
+        """BODY: the namespace lines already made (patched pieces), else they are
+        made here. TOP: the highest seq where known. LAYOUT: the TOML file is in
+        the writer's own layout."""
         if body is None:
-            enc = json.JSONEncoder(separators=(",", ":")).encode
-            body = "".join(f"{enc(ns)}:{enc(d)}\n" for ns, d in data.get("endpoints", {}).items())
+            body = [copyfile.lines(data.get("endpoints", {}))]
         if "endpoints" in data:
             data = {**data, "endpoints": {}}
-        self._bodies[name] = (key, body)
-        path = os.path.join(self.cache_dir, f"{name}.json")
-        tmp = f"{path}.tmp.{os.getpid()}"
-        try:
-            os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                head = json.dumps({"key": key, "data": data}, separators=(",", ":"))
-                os.write(fd, f"{head}\n{body}".encode())
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-    def _patched_body(self, name: str, added: dict[str, dict[str, Any]], removed: list[str]) -> str | None:
-        """The cache's namespace lines for NAME with REMOVED cut and ADDED appended,
-        when the lines at hand are those of the file the state was loaded from."""
-        key, body = self._bodies.get(name, (None, ""))
-        if key is None or key != self._loaded_keys.get(name):
-            return None
-        enc = json.JSONEncoder(separators=(",", ":")).encode
-        for ns in removed:
-            start = ("\n" + body).find(f"\n{enc(ns)}:")
-            if start < 0:
-                return None
-            end = body.find("\n", start)
-            body = body[:start] + body[end + 1:]
-        return body + "".join(f"{enc(ns)}:{enc(d)}\n" for ns, d in added.items())
+        head: dict[str, Any] = {"key": key, "data": data, "layout": layout}
+        if top is not None:
+            head["top"] = top
+        copyfile.write(os.path.join(self.cache_dir, f"{name}.json"), head, body)
 
     # -- writing ---------------------------------------------------------
 
@@ -284,26 +257,30 @@ class LocalStore:
 
     def _save_network(self, old: Network | None, new: Network) -> None:
         path = self.network_path(new.name)
-        patch = self._patch(old, new, path)
-        if patch is None:
-            data = {"schema": SCHEMA_VERSION, **new.to_dict()}
-            st = self.write_file(path, dumps(data, INLINE), sync_dir=False)
-            self._write_cache(new.name, _cache_key(st), data)
-            return
-        text, added, removed = patch
-        body = self._patched_body(new.name, added, removed)
-        st = self.write_file(path, text, sync_dir=False)
-        data = {"schema": SCHEMA_VERSION, **new.to_dict(endpoints=body is None)}
-        self._write_cache(new.name, _cache_key(st), data, body)
+        change = self._member_change(old, new)
+        if change is not None:
+            added, removed = change
+            st = self._patch_file(new.name, path, added, removed)
+            if st is not None:
+                copy = self._copies.get(new.name)
+                body = None
+                if copy is not None and copy.head.get("key") == self._loaded_keys.get(new.name):
+                    body = copyfile.patched(copy, removed, added)
+                data = {"schema": SCHEMA_VERSION, **new.to_dict(endpoints=body is None)}
+                self._write_cache(new.name, _cache_key(st), data, body, new.endpoints.derived()[1], layout=True)
+                return
+        from ipvnet.store.tomlw import in_layout
 
-    def _patch(self, old: Network | None, new: Network,
-               path: str) -> tuple[str, dict[str, dict[str, Any]], list[str]] | None:
-        """NEW's file as OLD's text with namespace lines added or removed, when
-        only that changed: an attach to a network of a thousand members then
-        costs no re-rendering of the other 999. None when anything else changed,
-        or the file on disk is not the one OLD was loaded from, or not in the
-        layout this writer makes ([endpoints] last, one line per namespace).
-        Also the added entries and the removed names, for patching the cache."""
+        data = {"schema": SCHEMA_VERSION, **new.to_dict()}
+        text = dumps(data, INLINE)
+        st = self.write_file(path, text, sync_dir=False)
+        self._write_cache(new.name, _cache_key(st), data, None, new.endpoints.derived()[1],
+                          layout=in_layout(text, "endpoints"))
+
+    def _member_change(self, old: Network | None,
+                       new: Network) -> tuple[dict[str, dict[str, Any]], list[str]] | None:
+        """(added entries, removed names) when only namespaces came or went
+        since OLD was loaded from its file; None when anything else changed."""
         if old is None or self._loaded_keys.get(new.name) is None:
             return None
         if replace_endpoints(old) != replace_endpoints(new):
@@ -311,19 +288,32 @@ class LocalStore:
         added_names, removed = old.endpoints.changes(new.endpoints)
         if added_names is None:
             return None
+        return {ns: new.endpoints.to_dict(ns) for ns in added_names}, removed
+
+    def _patch_file(self, name: str, path: str, added: dict[str, dict[str, Any]],
+                    removed: list[str]) -> os.stat_result | None:
+        """Write NAME's file as the loaded one with namespace lines added or
+        removed, instead of rendering every member again; None (nothing
+        written) when the file on disk is not the one loaded, or not in the
+        writer's layout. Pure additions to a file known to be in that layout
+        are appended to a kernel-side copy of it, unread."""
+        from ipvnet.store.tomlw import member_lines, patch_inline_table
+
         try:
             fd = _open_nofollow(path)
         except OSError:
             return None
         with os.fdopen(fd, "rb") as f:
-            if _cache_key(os.fstat(f.fileno())) != self._loaded_keys[new.name]:
+            st = os.fstat(f.fileno())
+            if _cache_key(st) != self._loaded_keys[name]:
                 return None
-            text = f.read().decode("utf-8")
-        from ipvnet.store.tomlw import patch_inline_table
-
-        added = {ns: new.endpoints.to_dict(ns) for ns in added_names}
-        patched = patch_inline_table(text, "endpoints", removed, added)
-        return None if patched is None else (patched, added, removed)
+            copy = self._copies.get(name)
+            if not removed and copy is not None and copy.head.get("key") == _cache_key(st) \
+                    and copy.head.get("layout") is True:
+                tail = member_lines(added).encode()
+                return write_atomic_with(path, lambda out: _copy_then(f.fileno(), st.st_size, out, tail))
+            text = patch_inline_table(f.read().decode("utf-8"), "endpoints", removed, added)
+        return None if text is None else self.write_file(path, text, sync_dir=False)
 
     @staticmethod
     def host_dict(state: State) -> dict[str, Any]:
@@ -335,11 +325,17 @@ class LocalStore:
 
 def write_atomic(path: str, text: str, sync_dir: bool = True) -> os.stat_result:
     """Replace PATH atomically: temporary file, fsync, rename (refusing a planted symlink)."""
+    data = text.encode()
+    return write_atomic_with(path, lambda fd: write_all(fd, [data]), sync_dir)
+
+
+def write_atomic_with(path: str, fill: Callable[[int], None], sync_dir: bool = False) -> os.stat_result:
+    """Replace PATH atomically with what FILL writes to the file descriptor it is given."""
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, text.encode())
+            fill(fd)
             os.fsync(fd)
             st = os.fstat(fd)
         finally:
@@ -359,6 +355,23 @@ def write_atomic(path: str, text: str, sync_dir: bool = True) -> os.stat_result:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _copy_then(src: int, size: int, dst: int, tail: bytes) -> None:
+    """SIZE bytes of SRC (from its start) into DST by the kernel, then TAIL."""
+    done = 0
+    with contextlib.suppress(OSError):  # EXDEV, ENOSYS, EINVAL...: by hand below
+        while done < size:
+            n = os.copy_file_range(src, dst, size - done, done)
+            if n == 0:
+                break
+            done += n
+    if done < size:
+        os.lseek(dst, done, os.SEEK_SET)
+        write_all(dst, [os.pread(src, size - done, done)])
+    if os.fstat(dst).st_size != size:
+        raise OSError(errno.EIO, "the file changed size while it was copied")
+    write_all(dst, [tail])
 
 
 def replace_endpoints(net: Network) -> Network:

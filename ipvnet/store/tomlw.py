@@ -110,23 +110,29 @@ def dumps(d: dict[str, Any], inline: frozenset[str] = frozenset()) -> str:
     return "".join(out)
 
 
-def patch_inline_table(text: str, table: str, removed: list[str], added: dict[str, dict[str, Any]]) -> str | None:
-    """TEXT (as dumps() wrote it, with TABLE's children one inline table per line and
-    TABLE last) with the lines of REMOVED keys dropped and ADDED appended; None when
-    TEXT is not in that layout (a hand-edited file: then it is rendered whole)."""
-    header = f"\n[{table}]\n"
-    i = text.rfind(header)
+def in_layout(text: str, table: str) -> bool:
+    """TEXT is as dumps() writes it with TABLE inline: TABLE last, one line per child."""
+    i = text.rfind(f"\n[{table}]\n")
     if i < 0:
+        return False
+    body = text[i + len(table) + 4:]
+    return not ("\n[" in body or body.startswith("[") or (body and not body.endswith("\n")))
+
+
+def member_lines(added: dict[str, dict[str, Any]]) -> str:
+    """The lines of ADDED as children of an inline-rendered table."""
+    return "".join(f"{key(k)} = {_inline_table(d)}\n" for k, d in added.items())
+
+
+def patch_inline_table(text: str, table: str, removed: list[str], added: dict[str, dict[str, Any]]) -> str | None:
+    """TEXT (in_layout) with the lines of REMOVED keys dropped and ADDED appended;
+    None when TEXT is not in that layout (a hand-edited file: then it is rendered
+    whole) or a removed key has no line."""
+    if not in_layout(text, table):
         return None
-    start = i + len(header)
-    body = text[start:]
-    if "\n[" in body or body.startswith("[") or (body and not body.endswith("\n")):
-        return None
-    if removed:
-        gone = tuple(f"{key(k)} = " for k in removed)
-        lines = body.splitlines(keepends=True)
-        kept = [line for line in lines if not line.startswith(gone)]
-        if len(lines) - len(kept) != len(removed):
+    for k in removed:
+        i = text.find(f"\n{key(k)} = ", text.rfind(f"\n[{table}]\n"))
+        if i < 0:
             return None
-        body = "".join(kept)
-    return text[:start] + body + "".join(f"{key(k)} = {_inline_table(d)}\n" for k, d in added.items())
+        text = text[:i + 1] + text[text.index("\n", i + 1) + 1:]
+    return text + member_lines(added)

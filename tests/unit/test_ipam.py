@@ -309,8 +309,8 @@ def test_allocator_take_marks_address_used():
     alloc = Allocator(net)
     alloc.take(A("10.0.0.2"), "static")
     assert str(alloc.allocate(4, "a")) == "10.0.0.3/29"
-    assert alloc.held[ipam.key_of(A("10.0.0.2"))] == "namespace static on network net"
-    assert alloc.held[ipam.key_of(A("10.0.0.3"))] == "namespace a on network net"
+    assert ipam.holder(net, alloc.held, ipam.key_of(A("10.0.0.2"))) == "namespace static on network net"
+    assert ipam.holder(net, alloc.held, ipam.key_of(A("10.0.0.3"))) == "namespace a on network net"
 
 
 def test_allocator_release_of_unknown_address_is_harmless():

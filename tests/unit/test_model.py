@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipvnet.errors import InvalidArgument
 from ipvnet.model import (
@@ -452,3 +454,50 @@ def test_stored_entries_stay_unparsed_and_their_highest_seq_is_an_integer():
     assert Endpoints().max_seq() == 0
     with pytest.raises(ValueError):
         Endpoints.from_raw({"c": {"seq": "x"}})
+
+
+def _walked_changes(old, new):
+    """What Endpoints.changes must give, by comparing every entry (added in order)."""
+    mine, theirs = old._items, new._items
+    if any(mine[ns] is not theirs[ns] for ns in mine.keys() & theirs.keys()):
+        return None, []
+    return [ns for ns in theirs if ns not in mine], [ns for ns in mine if ns not in theirs]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["attach", "detach", "replace", "look"]), st.integers(0, 9)), max_size=12))
+@settings(max_examples=150, deadline=None)
+def test_derived_maps_know_their_changes_index_and_top_seq_without_walking(steps):
+    """Maps made by with_/without from a loaded map (entries as dicts and as JSON
+    text, as the store gives them) report the same changes as comparing every
+    entry, and carry an address index and top seq equal to walking them (the
+    top seq an upper bound once a member left)."""
+    import json
+
+    from ipvnet.model import Endpoints
+
+    raw: dict[str, object] = {}
+    for i in range(5):
+        d = {"ifname": "eth0", "seq": i + 1, "ipv4": f"10.0.0.{i + 2}/24", "ipv6": f"fd00::{i + 2}/64"}
+        raw[f"n{i}"] = json.dumps(d) if i % 2 else d
+    root = Endpoints(raw)
+    root.prime(Endpoints(root.to_dicts()).held(), 5)
+    cur, seq, left = root, 5, False
+    for op, i in steps:
+        ns = f"n{i}"
+        if op == "attach" and ns not in cur:
+            seq += 1
+            cur = cur.with_(endpoint(ns, f"10.0.1.{i + 2}/24", seq=seq))
+        elif op == "detach":
+            left = left or ns in cur
+            cur = cur.without(ns)
+        elif op == "replace" and ns in cur:
+            cur = cur.with_(endpoint(ns, f"10.0.2.{i + 2}/24", seq=cur[ns].seq))
+        elif op == "look" and ns in cur:
+            assert cur[ns].ns == ns and cur.to_dict(ns)["ifname"] == "eth0"
+        added, removed = root.changes(cur)
+        want_added, want_removed = _walked_changes(root, cur)
+        assert (added, sorted(removed)) == (want_added, sorted(want_removed))  # removals: any order
+    walked = Endpoints(dict(cur.raw()))
+    assert cur.held() == walked.held()
+    assert cur.max_seq() >= walked.max_seq() and (left or cur.max_seq() == walked.max_seq())
+    assert sorted(dict(cur.raw())) == sorted(cur)

@@ -4,6 +4,7 @@ unknown keys, the parsed-copy cache, locking and the TOML writer."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipvnet.errors import LockTimeout, StoreError
-from ipvnet.model import PARENT_DUMMY, PARENT_VLAN
+from ipvnet.model import PARENT_DUMMY, PARENT_VLAN, Endpoints
 from ipvnet.store import SCHEMA_VERSION, State, lock_timeout_from_env, state_dir_from_env
 from ipvnet.store import local as local_mod
 from ipvnet.store.local import LocalStore
@@ -671,7 +672,8 @@ def test_the_cache_is_patched_with_the_file_and_reads_back_as_the_file_does(sdir
     state.networks["vlan20"] = net.with_endpoint(endpoint("ns9", "192.168.20.140/24", seq=9)).without_endpoint("ns1")
     st.save(state)
     lines = open(_cache(sdir)).read().splitlines()
-    assert lines[-1].startswith('"ns9":{') and not any(x.startswith('"ns1":') for x in lines)
+    assert lines[-1].startswith(f'ns9\t{int(ipaddress.ip_address("192.168.20.140"))}\t\t{{')
+    assert not any(x.startswith("ns1\t") for x in lines)
     assert json.loads(lines[0])["data"]["endpoints"] == {}
     state = st.load()  # from the patched cache
     state.networks["vlan20"] = state.networks["vlan20"].without_endpoint("ns.2")
@@ -681,3 +683,72 @@ def test_the_cache_is_patched_with_the_file_and_reads_back_as_the_file_does(sdir
     from_file = LocalStore(sdir).load().networks["vlan20"]
     assert from_cache.to_dict() == from_file.to_dict()
     assert sorted(from_file.endpoints) == ["ns9"]
+
+
+def test_the_cache_keeps_the_address_index_and_top_seq_as_the_members_give_them(sdir):
+    """What an attach derives from all members comes back from the cache's first
+    line, equal to what walking the members gives; a copy in another format, or
+    with lines that do not split, is a miss and the file is parsed instead."""
+    st = LocalStore(sdir)
+    st.save(sample_state())
+    state = st.load()
+    net = state.networks["vlan20"]
+    net.endpoints.held(), net.endpoints.max_seq()  # known: so the save keeps them
+    state.networks["vlan20"] = net.with_endpoint(endpoint("ns9", "192.168.20.140/24", seq=9)).without_endpoint("ns1")
+    st.save(state)
+    head = json.loads(open(_cache(sdir)).readline())
+    assert head["format"] == 3 and head["top"] == 9 and head["layout"] is True
+    primed = LocalStore(sdir).load().networks["vlan20"].endpoints
+    assert primed.derived()[0] is not None
+    walked = Endpoints(dict(primed.raw()))
+    assert primed.held() == walked.held() and (4, int(ipaddress.ip_address("192.168.20.140"))) in primed.held()
+    assert primed.max_seq() == walked.max_seq() == 9
+    for damage in ("the first format", "a line without its tab"):
+        text = open(_cache(sdir)).read()
+        head, _, body = text.partition("\n")
+        if damage == "a line without its tab":
+            body = body.replace("\t", " ", 1)
+        else:  # no "format" key
+            cached = json.loads(head)
+            del cached["format"]
+            head = json.dumps(cached)
+        with open(_cache(sdir), "w") as f:
+            f.write(head + "\n" + body)
+        again = LocalStore(sdir)
+        assert sorted(again.load().networks["vlan20"].endpoints) == sorted(primed)
+        assert json.loads(open(_cache(sdir)).readline())["format"] == 3  # rewritten from the file
+
+
+@given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9_.-]{0,8}", fullmatch=True),
+                       st.tuples(st.one_of(st.none(), st.integers(1, 2**16)), st.one_of(st.none(), st.integers(1, 2**20)),
+                                 st.text(max_size=6)), max_size=8),
+       st.data())
+@settings(max_examples=100, deadline=None)
+def test_copy_lines_round_trip_and_patch_by_offsets(members, data):
+    """The copy's member lines give back every entry and the address index the
+    entries give; cutting and appending lines by offsets gives the lines of the
+    changed map."""
+    import ipaddress
+
+    from ipvnet.model import Endpoints
+    from ipvnet.store import copyfile
+
+    def entry(v4, v6, note):
+        d = {"ifname": "eth0", "seq": 1, "note\t\n": note}  # keys and values JSON must escape
+        if v4:
+            d["ipv4"] = f"{ipaddress.IPv4Address(0x0A000000 + v4)}/8"
+        if v6:
+            d["ipv6"] = f"{ipaddress.IPv6Address((0xFD << 120) + v6)}/64"
+        return d
+
+    entries = {ns: entry(*m) for ns, m in members.items()}
+    raw = b'{"format":3}\n' + copyfile.lines(entries)
+    copy = copyfile.Copy({}, raw, raw.find(b"\n") + 1)
+    texts, held = copyfile.members(copy)
+    assert {ns: json.loads(t) for ns, t in texts.items()} == entries
+    assert held == Endpoints(entries).held()
+    removed = data.draw(st.lists(st.sampled_from(sorted(entries)), unique=True) if entries else st.just([]))
+    added = {f"new{i}": entry(i + 1, None, "") for i in range(data.draw(st.integers(0, 2)))}
+    body = b"".join(bytes(p) for p in copyfile.patched(copy, removed, added))
+    want = {ns: d for ns, d in entries.items() if ns not in removed} | added
+    assert body == copyfile.lines(want)
