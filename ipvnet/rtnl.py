@@ -21,7 +21,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 def _bare_pyroute2() -> None:
@@ -52,7 +52,18 @@ _bare_pyroute2()
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
 from pyroute2.netlink.rtnl.ifinfmsg.plugins.ipvlan import ipvlan as _ipvlan_data  # noqa: E402
-from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
+
+if TYPE_CHECKING:
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+
+def _rtmsg_class() -> type[rtmsg]:
+    """pyroute2's route message class, imported on the first route request or
+    dump (a detach sends none, and the import is ~2 ms of a cold one)."""
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    _DECODERS[RTM_NEWROUTE] = rtmsg
+    return rtmsg  # type: ignore[no-any-return]
 
 
 def _teach_ipvlan_flags() -> None:
@@ -108,7 +119,7 @@ _IFINDEX = struct.Struct("=xxxxi")  # struct ifinfomsg: family, pad, type, then 
 _IFINFO_SIZE = 16
 IFLA_IFNAME = 3
 _ATTR = struct.Struct("=HH")
-_DECODERS: dict[int, type] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg}
+_DECODERS: dict[int, type] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg}  # routes: _rtmsg_class
 _FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 # link_add keyword -> IFLA_INFO_DATA attribute, and which kinds accept each one.
@@ -447,7 +458,7 @@ class Rtnl:
         does, the field then says RT_TABLE_UNSPEC and RTA_TABLE carries it."""
         if rtype not in RTN_TYPES:
             raise ValueError(f"route type must be one of {', '.join(RTN_TYPES)}, not {rtype!r}")
-        msg = rtmsg()
+        msg = _rtmsg_class()()
         msg["family"] = _family(family)
         msg["dst_len"] = dst_len
         msg["table"] = table if table < 256 else RT_TABLE_UNSPEC
@@ -487,9 +498,10 @@ class Rtnl:
         """Routes of FAMILY (4 or 6) in TABLE, or in every table when None.
         The kernel dumps all tables; the filter is applied here."""
         af = _family(family)
+        cls = _rtmsg_class()
 
         def request() -> rtmsg:
-            msg = rtmsg()
+            msg = cls()
             msg["family"] = af
             return msg
 
