@@ -34,6 +34,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ipvnet.rtnl import Rtnl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -338,43 +342,56 @@ def bench_floor(c: Case) -> tuple[list[float], list[float], bool | None]:
     """The minimum netlink work, no checks, no planning, no store: one plain
     netlink socket per namespace (ipvnet.rtnl, pyroute2 as the codec, the
     engine's own path), namespaces entered without a fork."""
-    from ipvnet import netns
     from ipvnet.rtnl import Rtnl
 
     c.setup(with_parent=True)
     root = Rtnl()
     parent = root.link_get(c.parent)["index"]
-    plen = c.subnet.prefixlen
     att, det = [], []
     for i, (ns, ip) in enumerate(zip(c.names, c.addrs, strict=True)):
         t = time.perf_counter()
-        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        if c.driver == "ipvlan":
-            root.link_add(f"tmp{i}", "ipvlan", link=parent, ipvlan_mode=0, ipvlan_flags=0, net_ns_fd=fd)
-        else:
-            root.link_add(f"tmp{i}", "macvlan", link=parent, macvlan_mode=4, net_ns_fd=fd)
-        os.close(fd)
-        with netns.entered(ns):
-            s = Rtnl()
-        idx = s.link_get(f"tmp{i}")["index"]
-        s.link_set(idx, ifname="eth0")
-        s.addr_add(idx, ip, plen)
-        s.link_set(idx, up=True)
-        s.link_set(1, up=True)
-        s.route_add(4, None, 0, gateway=c.gateway)
-        s.close()
+        _floor_attach(c, root, parent, f"tmp{i}", ns, ip)
         att.append(time.perf_counter() - t)
     ok = c.verified()
     for ns in c.names:
         t = time.perf_counter()
-        with netns.entered(ns):
-            s = Rtnl()
-        s.link_del(s.link_get("eth0")["index"])
-        s.close()
+        _floor_detach(ns)
         det.append(time.perf_counter() - t)
     root.close()
     c.cleanup()
     return att, det, ok
+
+
+def _floor_attach(c: Case, root: Rtnl, parent: int, tmp: str, ns: str, ip: str) -> None:
+    """One namespace's link, address and routes, as bench_floor makes them."""
+    from ipvnet import netns
+    from ipvnet.rtnl import Rtnl
+
+    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    if c.driver == "ipvlan":
+        root.link_add(tmp, "ipvlan", link=parent, ipvlan_mode=0, ipvlan_flags=0, net_ns_fd=fd)
+    else:
+        root.link_add(tmp, "macvlan", link=parent, macvlan_mode=4, net_ns_fd=fd)
+    os.close(fd)
+    with netns.entered(ns):
+        s = Rtnl()
+    idx = s.link_get(tmp)["index"]
+    s.link_set(idx, ifname="eth0")
+    s.addr_add(idx, ip, c.subnet.prefixlen)
+    s.link_set(idx, up=True)
+    s.link_set(1, up=True)
+    s.route_add(4, None, 0, gateway=c.gateway)
+    s.close()
+
+
+def _floor_detach(ns: str) -> None:
+    from ipvnet import netns
+    from ipvnet.rtnl import Rtnl
+
+    with netns.entered(ns):
+        s = Rtnl()
+    s.link_del(s.link_get("eth0")["index"])
+    s.close()
 
 
 def bench_pyroute2(c: Case) -> tuple[list[float], list[float], bool | None]:
@@ -508,6 +525,19 @@ def scaling(index: int) -> dict[str, object]:
                     svc.detach(last, c.net)
                     time.sleep(settle)
         out[f"cli_attach_{members + 1}th"] = stats(cold)
+        from ipvnet.rtnl import Rtnl
+
+        floor: list[float] = []  # the kernel's own share: the same namespace by the netlink floor
+        root = Rtnl()
+        parent = root.link_get(c.parent)["index"]
+        for _ in range(5):
+            t = time.perf_counter()
+            _floor_attach(c, root, parent, "tmpscl", last, str(c.addrs[members]))
+            floor.append(time.perf_counter() - t)
+            _floor_detach(last)
+            time.sleep(SETTLE_S)
+        root.close()
+        out[f"floor_attach_{members + 1}th"] = stats(floor)
         out[f"service_attach_{members + 1}th"] = stats(warm)
         out[f"service_attach_{members + 1}th_back_to_back"] = stats(rushed)
         _remove_network(c)
@@ -642,12 +672,15 @@ class Ratios:
             v = self.by[a][key]["median_ms"] / self.by[b][key_b or key]["median_ms"]
             self.rows.append({"ratio": name, "value": round(v, 2), "target": target, "met": v <= target})
 
-    def plain(self, name: str, v: float, target: float) -> None:
-        self.rows.append({"ratio": name, "value": round(v, 2), "target": target, "met": v <= target})
+    def plain(self, name: str, v: float, target: float | None) -> None:
+        """TARGET None: a figure that explains another, with no target of its own."""
+        self.rows.append({"ratio": name, "value": round(v, 2), "target": target,
+                          "met": None if target is None else v <= target})
 
     def md(self) -> list[str]:
         return ["| ratio | value | target | met |", "|---|---:|---:|---|"] + [
-            f"| {r['ratio']} | {r['value']} | ≤ {r['target']} | {'yes' if r['met'] else 'no'} |" for r in self.rows]
+            f"| {r['ratio']} | {r['value']} | {'—' if r['target'] is None else '≤ ' + str(r['target'])} | "
+            f"{'—' if r['met'] is None else 'yes' if r['met'] else 'no'} |" for r in self.rows]
 
 
 def native_ratios(rows: list[dict]) -> Ratios:
@@ -677,9 +710,19 @@ def guest_ratios(rows: list[dict], s: dict, h: dict) -> Ratios:
           "attach", 1.5)
     r.add(f"in-process service attach / pyroute2 IPRoute floor (N={n_max})", ("service", n_max), ("pyroute2", n_max),
           "attach", 1.5)
-    for kind in ("cli", "service") if s else ():
-        r.plain(f"{kind} attach: 1000th / 10th namespace",
-                s[f"{kind}_attach_1000th"]["median_ms"] / s[f"{kind}_attach_10th"]["median_ms"], 1.5)
+    def grows(kind: str, how: str = "") -> float:
+        return float(s[f"{kind}_1000th{how}"]["median_ms"] / s[f"{kind}_10th{how}"]["median_ms"])
+
+    if s:
+        r.plain("cli attach: 1000th / 10th namespace", grows("cli_attach"), 1.5)
+        if "service_attach_10th_back_to_back" in s:
+            r.plain("service attach: 1000th / 10th namespace, back to back (as the target was set)",
+                    grows("service_attach", "_back_to_back"), 1.5)
+        r.plain(f"service attach: 1000th / 10th namespace, {SETTLE_S} s rest after each detach",
+                grows("service_attach"), 1.5)
+        if "floor_attach_10th" in s:
+            r.plain("netlink floor attach, same rounds: 1000th / 10th (the kernel's own growth)",
+                    grows("floor_attach"), None)
     r.plain("network ls: 1000 / 10 networks (host)", h["ls_1000"]["median_ms"] / h["ls_10"]["median_ms"], 2.0)
     r.plain("network ls / python3 -c pass (host)", h["ls_10"]["median_ms"] / h["python_pass"]["median_ms"], 5.0)
     return r
