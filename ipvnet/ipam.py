@@ -8,7 +8,6 @@ an address is removing the endpoint — there is no second ledger to leak from.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Callable, Iterable, Iterator
 
 from ipvnet.errors import Conflict, InvalidArgument
@@ -249,13 +248,6 @@ Key = tuple[int, int]
 
 def key_of(addr: IPAddress) -> Key:
     return addr.version, int(addr)
-
-
-def key_of_text(text: str) -> Key:
-    """Key of "a.b.c.d/len" or "x::y/len", as the store holds them (checked at load)."""
-    addr = text.partition("/")[0]
-    v6 = ":" in addr
-    return (6 if v6 else 4), int.from_bytes(socket.inet_pton(socket.AF_INET6 if v6 else socket.AF_INET, addr), "big")
 
 
 def used_addresses(network: Network) -> dict[Key, str]:

@@ -398,14 +398,13 @@ class Endpoints(Mapping[str, Endpoint]):
     def without(self, ns: str) -> Endpoints:
         if ns not in self._items:
             return self  # immutable: nothing to copy
-        gone = self._entry(ns)
         out = self._derive()
         del out._items[ns]
         out._touched.pop(ns, None)
         out._dropped = self._dropped | {ns}
         if self._held is not None:
             out._held = dict(self._held)
-            for k in address_keys(gone):
+            for k in address_keys(self._entry(ns)):
                 if out._held.get(k) == ns:
                     del out._held[k]
         out._top = self._top  # an upper bound from now on: seq orders members, it only has to grow
@@ -445,18 +444,9 @@ class Endpoints(Mapping[str, Endpoint]):
     def held(self) -> dict[AddressKey, str]:
         """Address key -> the namespace holding it. Shared: callers must not change it."""
         if self._held is None:
-            held: dict[AddressKey, str] = {}
-            pton, from_bytes, af4, af6 = socket.inet_pton, int.from_bytes, socket.AF_INET, socket.AF_INET6
-            for ns, e in self._entries().items():
-                if isinstance(e, dict):  # the loop of a large network's first load: address_keys inlined
-                    if a := e.get("ipv4"):
-                        held[4, from_bytes(pton(af4, a.partition("/")[0]), "big")] = ns
-                    if a := e.get("ipv6"):
-                        held[6, from_bytes(pton(af6, a.partition("/")[0]), "big")] = ns
-                else:
-                    for k in address_keys(e):
-                        held[k] = ns
-            self._held = held
+            # Walked only without the store's copy (which hands the index in) or
+            # after a member was replaced.
+            self._held = {k: ns for ns, e in self._entries().items() for k in address_keys(e)}
         return self._held
 
     def max_seq(self) -> int:

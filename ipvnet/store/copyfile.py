@@ -27,9 +27,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 from itertools import compress, repeat
 from typing import Any
+
+from ipvnet.model import address_keys
 
 FORMAT = 3  # a copy in another format is a miss
 _ENC = json.JSONEncoder(separators=(",", ":")).encode
@@ -74,18 +75,13 @@ def members(copy: Copy) -> tuple[dict[str, str], Held]:
     return dict(zip(names, texts, strict=True)), held
 
 
-def _key(text: str | None, family: int) -> str:
-    if not text:
-        return ""
-    return str(int.from_bytes(socket.inet_pton(family, text.partition("/")[0]), "big"))
-
-
 def lines(entries: dict[str, dict[str, Any]]) -> bytes:
     """The lines of ENTRIES (NS -> stored entry)."""
-    return "".join(
-        f"{ns}\t{_key(d.get('ipv4'), socket.AF_INET)}\t{_key(d.get('ipv6'), socket.AF_INET6)}\t{_ENC(d)}\n"
-        for ns, d in entries.items()
-    ).encode()
+    out = []
+    for ns, d in entries.items():
+        keys = dict(address_keys(d))  # version -> address as an integer
+        out.append(f"{ns}\t{keys.get(4, '')}\t{keys.get(6, '')}\t{_ENC(d)}\n")
+    return "".join(out).encode()
 
 
 def patched(copy: Copy, removed: list[str], added: dict[str, dict[str, Any]]) -> list[Any] | None:

@@ -262,10 +262,8 @@ class LocalStore:
             added, removed = change
             st = self._patch_file(new.name, path, added, removed)
             if st is not None:
-                copy = self._copies.get(new.name)
-                body = None
-                if copy is not None and copy.head.get("key") == self._loaded_keys.get(new.name):
-                    body = copyfile.patched(copy, removed, added)
+                copy = self._loaded_copy(new.name)
+                body = None if copy is None else copyfile.patched(copy, removed, added)
                 data = {"schema": SCHEMA_VERSION, **new.to_dict(endpoints=body is None)}
                 self._write_cache(new.name, _cache_key(st), data, body, new.endpoints.derived()[1], layout=True)
                 return
@@ -290,6 +288,11 @@ class LocalStore:
             return None
         return {ns: new.endpoints.to_dict(ns) for ns in added_names}, removed
 
+    def _loaded_copy(self, name: str) -> copyfile.Copy | None:
+        """The copy NAME was loaded from, while it is that of the file loaded."""
+        copy = self._copies.get(name)
+        return copy if copy is not None and copy.head.get("key") == self._loaded_keys.get(name) else None
+
     def _patch_file(self, name: str, path: str, added: dict[str, dict[str, Any]],
                     removed: list[str]) -> os.stat_result | None:
         """Write NAME's file as the loaded one with namespace lines added or
@@ -307,9 +310,8 @@ class LocalStore:
             st = os.fstat(f.fileno())
             if _cache_key(st) != self._loaded_keys[name]:
                 return None
-            copy = self._copies.get(name)
-            if not removed and copy is not None and copy.head.get("key") == _cache_key(st) \
-                    and copy.head.get("layout") is True:
+            copy = self._loaded_copy(name)
+            if not removed and copy is not None and copy.head.get("layout") is True:
                 tail = member_lines(added).encode()
                 return write_atomic_with(path, lambda out: _copy_then(f.fileno(), st.st_size, out, tail))
             text = patch_inline_table(f.read().decode("utf-8"), "endpoints", removed, added)
